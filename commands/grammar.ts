@@ -1,0 +1,103 @@
+import { z } from 'zod';
+import { UserError } from '../src/errors.js';
+
+/**
+ * The grammar every slash command shares: words separated by spaces, "quoted text"
+ * kept together, `key:value` options, `--flags`. Slack's own markup for mentions,
+ * channels and links (`<@U123|bob>`, `<mailto:a@b.co|a@b.co>`) is unwrapped first.
+ */
+
+/** Splits command text into words, honouring double and single quotes. */
+export function tokenize(text: string): string[] {
+  const words: string[] = [];
+  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
+  const clean = unwrapSlackMarkup(text.replace(/[\u201C\u201D]/g, '"').replace(/[\u2018\u2019]/g, "'"));
+  for (const m of clean.matchAll(re)) {
+    words.push(m[1] ?? m[2] ?? m[3]);
+  }
+  return words;
+}
+
+/** `<@U123|bob>` → `<@U123>`, `<mailto:x@y.z|x@y.z>` → `x@y.z`, `<http://a|a>` → `http://a`. */
+export function unwrapSlackMarkup(text: string): string {
+  return text
+    .replace(/<@([UW][A-Z0-9]+)(\|[^>]*)?>/g, '<@$1>')
+    .replace(/<mailto:([^|>]+)(\|[^>]*)?>/g, '$1')
+    .replace(/<#([CG][A-Z0-9]+)(\|[^>]*)?>/g, '<#$1>')
+    .replace(/<(https?:\/\/[^|>]+)(\|[^>]*)?>/g, '$1')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&amp;/g, '&');
+}
+
+export interface ArgSpec<S extends z.ZodObject<any>> {
+  /** Names given to positional words, in order. */
+  positional?: string[];
+  /** Name that collects every remaining positional word, joined by spaces (e.g. a reason). */
+  rest?: string;
+  /** Option keys that may be given several times (collected into an array). */
+  repeatable?: string[];
+  schema: S;
+  usage: string;
+}
+
+/**
+ * Parses words against a spec and validates them with zod. Any mistake becomes one
+ * UserError whose text says what was wrong, with the usage attached.
+ */
+export function parseArgs<S extends z.ZodObject<any>>(words: string[], spec: ArgSpec<S>): z.infer<S> {
+  const fail = (msg: string): never => {
+    throw new UserError(msg, undefined, spec.usage);
+  };
+  const known = Object.keys(spec.schema.shape);
+  const positionalNames = spec.positional ?? [];
+  const record: Record<string, unknown> = {};
+  const restWords: string[] = [];
+  let index = 0;
+
+  for (const word of words) {
+    const flag = /^--([a-z][a-z0-9-]*)$/.exec(word);
+    const option = /^([a-z][a-z0-9_-]*):(.*)$/s.exec(word);
+    if (flag) {
+      const key = flag[1];
+      if (!known.includes(key)) fail(`Unknown flag \`--${key}\`.`);
+      record[key] = true;
+    } else if (option && !option[1].startsWith('http') && !option[1].startsWith('mailto')) {
+      const [, key, value] = option;
+      if (!known.includes(key) || positionalNames.includes(key) || key === spec.rest) {
+        const allowed = known.filter((k) => !positionalNames.includes(k) && k !== spec.rest);
+        fail(`Unknown option \`${key}:\`.${allowed.length ? ` Allowed: ${allowed.map((k) => `\`${k}:\``).join(', ')}.` : ''}`);
+      }
+      if (value === '') fail(`\`${key}:\` needs a value, e.g. \`${key}:something\`.`);
+      if (spec.repeatable?.includes(key)) {
+        record[key] = [...((record[key] as string[]) ?? []), value];
+      } else if (key in record) {
+        fail(`\`${key}:\` is given twice.`);
+      } else {
+        record[key] = value;
+      }
+    } else if (index < positionalNames.length) {
+      record[positionalNames[index++]] = word;
+    } else if (spec.rest) {
+      restWords.push(word);
+    } else {
+      fail(`Unexpected \`${word}\`.`);
+    }
+  }
+  if (spec.rest && restWords.length) record[spec.rest] = restWords.join(' ');
+
+  const result = spec.schema.safeParse(record);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = String(issue.path[0] ?? '');
+    const missing = issue.code === 'invalid_type' && record[field] === undefined;
+    fail(missing ? `Missing ${field.toUpperCase()}.` : issue.message.includes(field) ? issue.message : `${field}: ${issue.message}`);
+  }
+  return result.data as z.infer<S>;
+}
+
+/** Builds the `help` text of a command from its subcommands. */
+export function helpText(command: string, summary: string, subs: { usage: string; summary: string; role: string }[]): string {
+  const lines = subs.map((s) => `• \`${command} ${s.usage}\` — ${s.summary}${s.role === 'admin' ? ' _(admins)_' : ''}`);
+  return `*${command}* — ${summary}\n${lines.join('\n')}\n• \`${command} help\` — this help`;
+}

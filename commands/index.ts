@@ -1,0 +1,8 @@
+import type { CommandModule, InteractionModule } from './types.js';
+import { usersCommand } from './users.js';
+
+/** Every slash command Warden registers (keep manifest.yml in step). */
+export const commands: CommandModule[] = [usersCommand];
+
+/** Interaction handlers that belong to no slash command (alert buttons, App Home). */
+export const interactionModules: InteractionModule[] = [];

@@ -1,0 +1,149 @@
+import { z } from 'zod';
+import { roleSchema, usernameSchema, isLocked, type UserRow } from '../src/domain/user.js';
+import { UserError } from '../src/errors.js';
+import type { Services } from '../src/services/index.js';
+import type { UserFilter } from '../src/services/users.js';
+import { md, type Block, type Button, type Message } from '../src/ui.js';
+import { parseArgs } from './grammar.js';
+import type { CommandModule, Subcommand } from './types.js';
+
+/** `/users`: the guide's "User Management" section. */
+
+const listSchema = z
+  .object({
+    role: roleSchema.optional(),
+    status: z.enum(['active', 'locked'], { error: () => 'status must be active or locked' }).optional(),
+    area: z.string().max(64).optional(),
+    q: z.string().max(64).optional(),
+  })
+  .strict();
+
+const LIST_USAGE = '`/users list [role:admin|biller|dispatcher] [status:active|locked] [area:AREA] [q:TEXT]`';
+
+const list: Subcommand<z.infer<typeof listSchema>> = {
+  name: 'list',
+  usage: 'list [role:R] [status:active|locked] [area:A] [q:TEXT]',
+  summary: 'accounts, 20 a page, filtered by role, lock state, dispatch area or text',
+  role: 'admin',
+  parse: (words) => parseArgs(words, { schema: listSchema, usage: LIST_USAGE }),
+  run: async (ctx, filter) => ({ kind: 'message', message: await renderUserPage(ctx.services, filter, {}) }),
+};
+
+const SHOW_USAGE = '`/users show USERNAME`';
+const showSchema = z.object({ username: usernameSchema }).strict();
+
+const show: Subcommand<z.infer<typeof showSchema>> = {
+  name: 'show',
+  usage: 'show USERNAME',
+  summary: 'one account: role, area, lock state, failed attempts, 2FA, created, last login',
+  role: 'admin',
+  parse: (words) => parseArgs(words, { positional: ['username'], schema: showSchema, usage: SHOW_USAGE }),
+  run: async (ctx, { username }) => {
+    const user = await ctx.services.users.getByUsername(username);
+    return { kind: 'message', message: await renderUserCard(ctx.services, user) };
+  },
+};
+
+/** Paging state carried in the Next/Previous buttons. Re-validated on every click. */
+const pageValueSchema = z.object({
+  f: listSchema,
+  a: usernameSchema.optional(),
+  b: usernameSchema.optional(),
+});
+
+export async function renderUserPage(
+  services: Services,
+  filter: UserFilter,
+  cursor: { after?: string; before?: string },
+): Promise<Message> {
+  const page = await services.users.list(filter, cursor);
+  const described = describeFilter(filter);
+  if (page.total === 0) {
+    return { text: `No users match ${described}.` };
+  }
+  const lines = page.users.map((u) => userLine(services, u));
+  const blocks: Block[] = [
+    { type: 'text', text: `*${page.total} user${page.total === 1 ? '' : 's'}* match ${described}` },
+    { type: 'text', text: lines.join('\n') },
+  ];
+  const buttons: Button[] = [];
+  if (page.hasPrev && page.first) {
+    buttons.push({ text: '◀ Previous', actionId: 'users:page', value: JSON.stringify({ f: filter, b: page.first }) });
+  }
+  if (page.hasNext && page.last) {
+    buttons.push({ text: 'Next ▶', actionId: 'users:page', value: JSON.stringify({ f: filter, a: page.last }) });
+  }
+  if (buttons.length) blocks.push({ type: 'buttons', buttons });
+  blocks.push({ type: 'context', text: 'Details: `/users show USERNAME`' });
+  return { text: `${page.total} users match ${described}`, blocks };
+}
+
+function describeFilter(f: UserFilter): string {
+  const parts = Object.entries(f)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}:${v}`);
+  return parts.length ? parts.map(md.code).join(' ') : 'no filter';
+}
+
+function userLine(services: Services, u: UserRow): string {
+  const bits = [
+    `*${md.escape(u.username)}*`,
+    u.role,
+    u.dispatch_area ? md.escape(u.dispatch_area) : null,
+    services.masker.email(u.email),
+    isLocked(u) ? ':lock: locked' : null,
+    u.two_fa_enabled ? '2FA' : u.role === 'admin' ? ':warning: no 2FA' : null,
+    `last login ${u.last_login ? md.date(u.last_login) : 'never'}`,
+  ].filter(Boolean);
+  return `• ${bits.join(' · ')}`;
+}
+
+/** The account card of `/users show`, with buttons for the next likely actions. */
+export async function renderUserCard(services: Services, u: UserRow): Promise<Message> {
+  const locked = isLocked(u);
+  const fields = [
+    `*Role*\n${u.role}`,
+    `*Dispatch area*\n${u.dispatch_area ? md.escape(u.dispatch_area) : '—'}`,
+    `*E-mail*\n${md.escape(services.masker.email(u.email))}`,
+    `*Status*\n${locked ? `:lock: locked until ${md.date(u.locked_until)}` : 'active'}`,
+    `*Failed attempts*\n${u.failed_login_attempts ?? 0}${u.last_failed_login ? ` (last ${md.date(u.last_failed_login)})` : ''}`,
+    `*2FA*\n${u.two_fa_enabled ? 'enabled' : 'not enabled'}`,
+    `*Created*\n${md.date(u.created_at)}`,
+    `*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
+  ];
+  const blocks: Block[] = [
+    { type: 'header', text: u.username },
+    { type: 'fields', fields },
+  ];
+  const actions = userActionButtons(u);
+  if (actions.length) blocks.push({ type: 'buttons', buttons: actions });
+  return { text: `${u.username}: ${u.role}${locked ? ', locked' : ''}`, blocks };
+}
+
+/**
+ * Buttons offered on an account card. Each handler re-checks who clicked; the button
+ * only names the account. Extended by the user-management commands as they land.
+ */
+export function userActionButtons(u: UserRow): Button[] {
+  const v = JSON.stringify({ u: u.username });
+  const out: Button[] = [];
+  if (isLocked(u)) out.push({ text: 'Unlock', actionId: 'users:unlock', value: v, style: 'primary' });
+  return out;
+}
+
+export const usersCommand: CommandModule = {
+  command: '/users',
+  summary: 'manage application accounts',
+  subcommands: [list, show],
+  actions: {
+    'users:page': async (ctx, value) => {
+      let parsed: z.infer<typeof pageValueSchema>;
+      try {
+        parsed = pageValueSchema.parse(JSON.parse(value));
+      } catch {
+        throw new UserError('That paging button is not valid any more. Run `/users list` again.');
+      }
+      return { kind: 'update', message: await renderUserPage(ctx.services, parsed.f, { after: parsed.a, before: parsed.b }) };
+    },
+  },
+};

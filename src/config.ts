@@ -1,0 +1,143 @@
+import { z } from 'zod';
+
+/**
+ * Every setting Warden reads, validated once at start (DESIGN §1 "Settings").
+ * `.env.example` documents each one; keep the two in step.
+ * Defaults for thresholds come from the seed admin guide's "System Health" and
+ * "Connection Pool Dashboard" tables and its security rules.
+ */
+
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+const optionalString = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+
+const optionalUrl = optionalString.pipe(z.url().optional());
+
+/** Durations like 90s, 15m, 1h, 7d → seconds. */
+export function parseDuration(text: string): number | undefined {
+  const m = /^(\d+)\s*(s|m|h|d|w)$/.exec(text.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w'];
+  return n * unit;
+}
+
+const duration = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((v, ctx) => {
+      const s = parseDuration(v);
+      if (s === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration like 30m, 1h or 7d` });
+        return z.NEVER;
+      }
+      return s;
+    });
+
+const channel = optionalString.pipe(
+  z
+    .string()
+    .regex(/^[#]?[A-Za-z0-9_\-]+$/, 'must be a channel ID (C0123…) or name')
+    .optional(),
+);
+
+export const configSchema = z.object({
+  // Slack
+  SLACK_BOT_TOKEN: optionalString.pipe(z.string().startsWith('xoxb-', 'must start with xoxb-').optional()),
+  SLACK_SIGNING_SECRET: optionalString,
+  SLACK_APP_TOKEN: optionalString.pipe(z.string().startsWith('xapp-', 'must start with xapp-').optional()),
+  SLACK_API_URL: z
+    .url()
+    .default('https://slack.com/api/')
+    .transform((u) => (u.endsWith('/') ? u : `${u}/`)),
+  PORT: int(3000, 0, 65535),
+
+  // Storage
+  DATABASE_URL: optionalString.pipe(z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()),
+  DATABASE_POOL_MAX: int(10, 1, 500),
+  WARDEN_DATA_DIR: z.string().default('./.warden'),
+  REDIS_URL: optionalString.pipe(z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional()),
+  MIGRATE: z.enum(['on', 'off']).default('on'),
+
+  // Channels
+  ALERTS_CHANNEL: channel,
+  SECURITY_CHANNEL: channel,
+  APPROVALS_CHANNEL: channel,
+
+  // Integrations
+  APP_HEALTH_URL: optionalUrl,
+  APP_HEALTH_TIMEOUT_MS: int(3000, 100, 60000),
+  EMAIL_API_URL: optionalUrl,
+  EMAIL_API_KEY: optionalString,
+  EMAIL_FROM: optionalString.pipe(z.email().optional()),
+  EMAIL_TIMEOUT_MS: int(5000, 100, 60000),
+  PASSWORD_RESET_URL: optionalUrl,
+
+  // Behaviour
+  ANONYMIZE_AUDIT_LOGS: bool(true),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
+  HEALTH_CRON: z.string().default('* * * * *'),
+  DIGEST_CRON: z.string().default('0 9 * * *'),
+  RETENTION_CRON: z.string().default('30 3 * * *'),
+  PROMOTION_POLL_CRON: z.string().default('*/15 * * * * *'),
+  PROMOTION_TTL: duration('7d'),
+  RECOVERY_TTL: duration('24h'),
+
+  // Thresholds (seed 001, "System Health" and "Unlock Account")
+  DB_QUERY_DEGRADED_MS: int(100),
+  DB_QUERY_UNHEALTHY_MS: int(500),
+  POOL_DEGRADED_PERCENT: int(80, 1, 100),
+  POOL_UNHEALTHY_PERCENT: int(95, 1, 100),
+  CACHE_DEGRADED_HIT_RATE: int(60, 0, 100),
+  CACHE_UNHEALTHY_HIT_RATE: int(30, 0, 100),
+  AUDIT_QUERY_DEGRADED_MS: int(200),
+  AUDIT_QUERY_UNHEALTHY_MS: int(500),
+  FAILED_LOGIN_BURST_THRESHOLD: int(5, 1),
+  FAILED_LOGIN_BURST_WINDOW: duration('1h'),
+  TWOFA_FAILURE_SPIKE_THRESHOLD: int(5, 1),
+  AUDIT_RETENTION_DAYS: int(90, 1),
+  AUDIT_SNAPSHOT_DAYS: int(30, 1),
+  STEPUP_MAX_FAILURES: int(5, 1),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Parses settings. Values are never echoed back in messages: they may be secrets. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const result = configSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  return result.data;
+}
+
+/** What `npm start` additionally needs to talk to a real Slack workspace. */
+export function slackProblems(config: Config): string[] {
+  const problems: string[] = [];
+  if (!config.SLACK_BOT_TOKEN) problems.push('SLACK_BOT_TOKEN is not set (the xoxb- bot token from "OAuth & Permissions")');
+  if (!config.SLACK_APP_TOKEN && !config.SLACK_SIGNING_SECRET) {
+    problems.push(
+      'SLACK_SIGNING_SECRET is not set (from "Basic Information"), or set SLACK_APP_TOKEN (xapp-…) for Socket Mode',
+    );
+  }
+  return problems;
+}

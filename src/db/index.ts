@@ -1,0 +1,181 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+
+/**
+ * One small interface over PostgreSQL (pg Pool) and the embedded PGlite, so that
+ * services never know which one they run on. Only parameterised SQL goes through it.
+ */
+export interface QueryResult<T> {
+  rows: T[];
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<T = Record<string, any>>(sql: string, params?: unknown[]): Promise<QueryResult<T>>;
+  /** Several statements without parameters (migrations only). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface PoolStats {
+  total: number;
+  idle: number;
+  waiting: number;
+  max: number;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'pg' | 'pglite';
+  /** Runs fn in one transaction: committed when it resolves, rolled back when it throws. */
+  tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
+  /** LISTEN on a channel; returns a function that stops listening. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  poolStats(): PoolStats;
+  close(): Promise<void>;
+}
+
+// bigint (int8) and numeric come back as strings by default; our ids and counts fit in a double.
+pg.types.setTypeParser(20, (v) => Number(v));
+pg.types.setTypeParser(1700, (v) => Number(v));
+
+export class PgDb implements Db {
+  readonly kind = 'pg' as const;
+  private listenClient?: pg.PoolClient;
+  private listeners = new Map<string, Set<(p: string) => void>>();
+
+  constructor(readonly pool: pg.Pool) {}
+
+  static connect(url: string, max = 10): PgDb {
+    const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30000 });
+    // An idle client losing its connection must not crash the process; the next query reports it.
+    pool.on('error', () => {});
+    return new PgDb(pool);
+  }
+
+  async query<T>(sql: string, params: unknown[] = []): Promise<QueryResult<T>> {
+    const r = await this.pool.query(sql, params as any[]);
+    return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.pool.query(sql);
+  }
+
+  async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    const q: Queryable = {
+      query: async <R>(sql: string, params: unknown[] = []) => {
+        const r = await client.query(sql, params as any[]);
+        return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
+      },
+      exec: async (sql: string) => {
+        await client.query(sql);
+      },
+    };
+    try {
+      await client.query('BEGIN');
+      const result = await fn(q);
+      await client.query('COMMIT');
+      return result;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    } finally {
+      client.release();
+    }
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
+    if (!this.listenClient) {
+      this.listenClient = await this.pool.connect();
+      this.listenClient.on('notification', (n) => {
+        for (const cb of this.listeners.get(n.channel) ?? []) cb(n.payload ?? '');
+      });
+    }
+    let set = this.listeners.get(channel);
+    if (!set) {
+      set = new Set();
+      this.listeners.set(channel, set);
+      await this.listenClient.query(`LISTEN ${channel}`);
+    }
+    set.add(onPayload);
+    return async () => {
+      set!.delete(onPayload);
+    };
+  }
+
+  poolStats(): PoolStats {
+    return {
+      total: this.pool.totalCount,
+      idle: this.pool.idleCount,
+      waiting: this.pool.waitingCount,
+      max: this.pool.options.max ?? 10,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.listenClient?.release();
+    this.listenClient = undefined;
+    await this.pool.end();
+  }
+}
+
+type PGliteInstance = import('@electric-sql/pglite').PGlite;
+
+export class PGliteDb implements Db {
+  readonly kind = 'pglite' as const;
+  constructor(readonly lite: PGliteInstance) {}
+
+  /** dataDir undefined → in memory (tests). */
+  static async open(dataDir?: string): Promise<PGliteDb> {
+    const { PGlite } = await import('@electric-sql/pglite');
+    if (dataDir) fs.mkdirSync(path.resolve(dataDir), { recursive: true });
+    const lite = await PGlite.create(dataDir ? path.resolve(dataDir) : undefined, {
+      parsers: { 20: (v: string) => Number(v), 1700: (v: string) => Number(v) },
+    });
+    return new PGliteDb(lite);
+  }
+
+  async query<T>(sql: string, params: unknown[] = []): Promise<QueryResult<T>> {
+    const r = await this.lite.query<T>(sql, params as any[]);
+    return { rows: r.rows, rowCount: r.affectedRows || r.rows.length };
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.lite.exec(sql);
+  }
+
+  async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    return this.lite.transaction(async (t) =>
+      fn({
+        query: async <R>(sql: string, params: unknown[] = []) => {
+          const r = await t.query<R>(sql, params as any[]);
+          return { rows: r.rows, rowCount: r.affectedRows || r.rows.length };
+        },
+        exec: async (sql: string) => {
+          await t.exec(sql);
+        },
+      }),
+    );
+  }
+
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+    const unsub = await this.lite.listen(channel, onPayload);
+    return async () => unsub();
+  }
+
+  poolStats(): PoolStats {
+    // One embedded connection, always "in use" by this process.
+    return { total: 1, idle: 0, waiting: 0, max: 1 };
+  }
+
+  async close(): Promise<void> {
+    if (!this.lite.closed) await this.lite.close();
+  }
+}
+
+export async function openDb(opts: { url?: string; dataDir?: string; poolMax?: number }): Promise<Db> {
+  if (opts.url) return PgDb.connect(opts.url, opts.poolMax);
+  return PGliteDb.open(opts.dataDir);
+}

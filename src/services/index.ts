@@ -1,0 +1,60 @@
+import type { Config } from '../config.js';
+import type { Db } from '../db/index.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/index.js';
+import type { Chat } from './chat.js';
+import { IdentityService, type SlackDirectory } from './identity.js';
+import { HttpMailer, type Mailer } from './mailer.js';
+import { Masker } from './masking.js';
+import { StepUpService } from './step-up.js';
+import { UserDirectory } from './users.js';
+
+/**
+ * Everything a command or job may call. Built once by the composition root
+ * (src/main.ts, the console, tests) and handed to handlers.
+ */
+export interface Services {
+  config: Config;
+  db: Db;
+  store: Store;
+  logger: Logger;
+  chat: Chat;
+  identity: IdentityService;
+  stepUp: StepUpService;
+  users: UserDirectory;
+  mailer: Mailer;
+  masker: Masker;
+}
+
+export interface ServiceDeps {
+  config: Config;
+  db: Db;
+  store: Store;
+  logger: Logger;
+  chat: Chat;
+  directory: SlackDirectory;
+  mailer?: Mailer;
+}
+
+export function createServices(deps: ServiceDeps): Services {
+  const { config, db, store } = deps;
+  return {
+    config,
+    db,
+    store,
+    logger: deps.logger,
+    chat: deps.chat,
+    identity: new IdentityService(db, deps.directory),
+    stepUp: new StepUpService(db, store, config.STEPUP_MAX_FAILURES),
+    users: new UserDirectory(db),
+    mailer:
+      deps.mailer ??
+      new HttpMailer({
+        url: config.EMAIL_API_URL,
+        apiKey: config.EMAIL_API_KEY,
+        from: config.EMAIL_FROM,
+        timeoutMs: config.EMAIL_TIMEOUT_MS,
+      }),
+    masker: new Masker(config.ANONYMIZE_AUDIT_LOGS),
+  };
+}

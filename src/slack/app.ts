@@ -1,0 +1,114 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Logger as BoltLogger } from '@slack/bolt';
+import type { CommandModule, InteractionModule } from '../../commands/types.js';
+import type { Config } from '../config.js';
+import { pendingMigrations } from '../db/migrate.js';
+import type { Logger } from '../logger.js';
+import type { Services } from '../services/index.js';
+import { registerRoutes } from './router.js';
+
+/** Bolt's Logger interface over pino, so Bolt's own lines get the same redaction. */
+export function boltLogger(logger: Logger): BoltLogger {
+  const child = logger.child({ component: 'bolt' });
+  let level = LogLevel.INFO;
+  return {
+    debug: (...m: unknown[]) => child.debug(m.map(String).join(' ')),
+    info: (...m: unknown[]) => child.info(m.map(String).join(' ')),
+    warn: (...m: unknown[]) => child.warn(m.map(String).join(' ')),
+    error: (...m: unknown[]) => child.error(m.map(String).join(' ')),
+    setLevel: (l: LogLevel) => {
+      level = l;
+    },
+    getLevel: () => level,
+    setName: () => {},
+  };
+}
+
+export interface Readiness {
+  ok: boolean;
+  checks: Record<string, { ok: boolean; reason?: string }>;
+}
+
+/** /readyz: database and store reachable, migrations applied. */
+export async function readiness(services: Services): Promise<Readiness> {
+  const checks: Readiness['checks'] = {};
+  const timed = <T>(p: Promise<T>) =>
+    Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timed out after 2 s')), 2000))]);
+  try {
+    await timed(services.db.query('SELECT 1'));
+    const pending = await timed(pendingMigrations(services.db));
+    checks.database = { ok: true };
+    checks.migrations = pending.length ? { ok: false, reason: `pending: ${pending.join(', ')}` } : { ok: true };
+  } catch (e) {
+    checks.database = { ok: false, reason: (e as Error).message };
+  }
+  try {
+    await timed(services.store.ping());
+    checks.store = { ok: true };
+  } catch (e) {
+    checks.store = { ok: false, reason: (e as Error).message };
+  }
+  return { ok: Object.values(checks).every((c) => c.ok), checks };
+}
+
+function json(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+export interface SlackAppOptions {
+  config: Config;
+  logger: Logger;
+  services: Services;
+  commands: CommandModule[];
+  interactionModules: InteractionModule[];
+  /** Socket Mode instead of HTTP (SLACK_APP_TOKEN set). */
+  socketMode?: boolean;
+}
+
+/**
+ * The Bolt app: HTTP receiver on POST /slack/events with signature verification,
+ * GET /healthz and GET /readyz; or Socket Mode. The Web API base comes from SLACK_API_URL.
+ */
+export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTTPReceiver | SocketModeReceiver } {
+  const { config, logger, services } = opts;
+  const bLogger = boltLogger(logger);
+  const healthRoutes = [
+    {
+      path: '/healthz',
+      method: 'GET',
+      handler: (_req: IncomingMessage, res: ServerResponse) => json(res, 200, { status: 'ok' }),
+    },
+    {
+      path: '/readyz',
+      method: 'GET',
+      handler: (_req: IncomingMessage, res: ServerResponse) => {
+        readiness(services).then(
+          (r) => json(res, r.ok ? 200 : 503, { status: r.ok ? 'ready' : 'unready', checks: r.checks }),
+          (e) => json(res, 503, { status: 'unready', reason: (e as Error).message }),
+        );
+      },
+    },
+  ];
+  const receiver = opts.socketMode
+    ? new SocketModeReceiver({ appToken: config.SLACK_APP_TOKEN!, logger: bLogger, customRoutes: healthRoutes, installerOptions: { port: config.PORT } })
+    : new HTTPReceiver({
+        signingSecret: config.SLACK_SIGNING_SECRET!,
+        endpoints: '/slack/events',
+        customRoutes: healthRoutes,
+        logger: bLogger,
+        processBeforeResponse: false,
+        unhandledRequestTimeoutMillis: 3001,
+      });
+  const app = new App({
+    token: config.SLACK_BOT_TOKEN,
+    receiver,
+    logger: bLogger,
+    clientOptions: { slackApiUrl: config.SLACK_API_URL },
+  });
+  registerRoutes(app, { services, commands: opts.commands, interactionModules: opts.interactionModules, logger });
+  app.error(async (error) => {
+    logger.error({ err: error }, 'unhandled Bolt error');
+  });
+  return { app, receiver };
+}

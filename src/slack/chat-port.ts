@@ -1,0 +1,66 @@
+import type { webApi } from '@slack/bolt';
+import type { Chat, PostedRef } from '../services/chat.js';
+import type { SlackDirectory } from '../services/identity.js';
+import type { Message } from '../ui.js';
+import { messageBlocks, messagePayload } from './blocks.js';
+
+type WebClient = webApi.WebClient;
+
+/** The Chat port over Slack's Web API. */
+export class SlackChat implements Chat {
+  constructor(private readonly client: WebClient) {}
+
+  async post(channel: string, message: Message, opts: { threadTs?: string } = {}): Promise<PostedRef> {
+    const r = await this.client.chat.postMessage({
+      channel,
+      ...messagePayload(message),
+      ...(opts.threadTs ? { thread_ts: opts.threadTs } : {}),
+      unfurl_links: false,
+    } as any);
+    return { channel: r.channel as string, ts: r.ts as string };
+  }
+
+  async update(ref: PostedRef, message: Message): Promise<void> {
+    await this.client.chat.update({ channel: ref.channel, ts: ref.ts, ...messagePayload(message) } as any);
+  }
+
+  async dm(slackUserId: string, message: Message): Promise<PostedRef> {
+    const open = await this.client.conversations.open({ users: slackUserId });
+    return this.post((open.channel as { id: string }).id, message);
+  }
+
+  async ephemeral(channel: string, slackUserId: string, message: Message): Promise<void> {
+    await this.client.chat.postEphemeral({ channel, user: slackUserId, ...messagePayload(message) } as any);
+  }
+
+  async upload(channel: string, file: { filename: string; title: string; content: Buffer | string; comment?: string }) {
+    await this.client.files.uploadV2({
+      channel_id: channel,
+      filename: file.filename,
+      title: file.title,
+      file: Buffer.isBuffer(file.content) ? file.content : Buffer.from(file.content),
+      ...(file.comment ? { initial_comment: file.comment } : {}),
+    } as any);
+  }
+
+  async publishHome(slackUserId: string, message: Message): Promise<void> {
+    await this.client.views.publish({
+      user_id: slackUserId,
+      view: { type: 'home', blocks: messageBlocks(message, 100) },
+    } as any);
+  }
+}
+
+/** Slack profile e-mails through users.info (scope users:read.email). */
+export class SlackProfileDirectory implements SlackDirectory {
+  constructor(private readonly client: WebClient) {}
+
+  async emailOf(slackUserId: string): Promise<string | null> {
+    try {
+      const r = await this.client.users.info({ user: slackUserId });
+      return (r.user as any)?.profile?.email ?? null;
+    } catch {
+      return null;
+    }
+  }
+}

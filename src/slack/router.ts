@@ -1,0 +1,264 @@
+import crypto from 'node:crypto';
+import type { App } from '@slack/bolt';
+import { request } from 'undici';
+import { helpText, tokenize } from '../../commands/grammar.js';
+import type {
+  ActionHandler,
+  ActionReply,
+  CommandModule,
+  InteractionContext,
+  InteractionModule,
+  Reply,
+  ViewHandler,
+} from '../../commands/types.js';
+import { UserError, ValidationErrors } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { requireAdmin, type SlackIdentity } from '../services/identity.js';
+import type { Services } from '../services/index.js';
+import type { Message } from '../ui.js';
+import { messagePayload, modalView, readModalValues } from './blocks.js';
+
+/**
+ * Wires slash commands, buttons and modal submissions to Warden's Slack-free handlers.
+ * Every request: ack first (Slack's 3-second rule), resolve the Slack user to an
+ * application account, check the role, run, deliver. One error path turns domain errors
+ * into ephemeral replies or modal field errors; anything unexpected becomes a short
+ * apology with a reference that matches the log line.
+ */
+
+/** What Warden keeps in a modal's private_metadata: the handler's own metadata plus
+ * where the modal came from, so the answer can go back there. */
+interface Envelope {
+  m: string;
+  ch?: string;
+  ts?: string;
+  ru?: string;
+}
+
+type Respond = (payload: Record<string, unknown>) => Promise<unknown>;
+
+export interface RouterDeps {
+  services: Services;
+  commands: CommandModule[];
+  interactionModules: InteractionModule[];
+  logger: Logger;
+}
+
+export function registerRoutes(app: App, deps: RouterDeps): void {
+  const { services, logger } = deps;
+  const actions = new Map<string, ActionHandler>();
+  const views = new Map<string, ViewHandler>();
+  const memberInteractions = new Set<string>();
+  for (const mod of [...deps.commands, ...deps.interactionModules]) {
+    for (const [id, h] of Object.entries(mod.actions ?? {})) actions.set(id, h);
+    for (const [id, h] of Object.entries(mod.views ?? {})) views.set(id, h);
+    for (const id of mod.memberInteractions ?? []) memberInteractions.add(id);
+  }
+
+  // A Slack retry re-sends the very same body; a genuine second click or submission
+  // always differs (action_ts, view hash, trigger_id). Drop exact repeats.
+  app.use(async ({ body, ack, next }) => {
+    const digest = crypto.createHash('sha256').update(JSON.stringify(body)).digest('hex');
+    const first = await services.store.setIfAbsent(`dedupe:${digest}`, '1', 600).catch(() => true);
+    if (!first) {
+      logger.info({ type: (body as any).type }, 'duplicate Slack delivery ignored');
+      if (ack) await (ack as () => Promise<void>)();
+      return;
+    }
+    await next();
+  });
+
+  const fail = (e: unknown, where: string): { text: string; usage?: string } => {
+    if (e instanceof UserError) return { text: `:warning: ${e.message}`, usage: e.usage };
+    const ref = crypto.randomBytes(4).toString('hex');
+    logger.error({ err: e, ref, where }, 'unexpected error while handling a Slack request');
+    return { text: `:x: Sorry, something went wrong on our side (ref \`${ref}\`). The error has been logged.` };
+  };
+
+  const errorMessage = (e: unknown, where: string): Message => {
+    const f = fail(e, where);
+    return { text: f.usage ? `${f.text}\nUsage: ${f.usage}` : f.text };
+  };
+
+  for (const mod of deps.commands) {
+    const help = helpText(mod.command, mod.summary, mod.subcommands);
+    app.command(mod.command, async ({ command, ack, respond, client }) => {
+      await ack();
+      try {
+        const words = tokenize(command.text ?? '');
+        const name = (words[0] ?? mod.defaultSubcommand ?? 'help').toLowerCase();
+        if (name === 'help' || name === '-h' || name === '--help') {
+          await respond({ response_type: 'ephemeral', ...messagePayload({ text: help }) });
+          return;
+        }
+        const sub = mod.subcommands.find((s) => s.name === name);
+        if (!sub) throw new UserError(`Unknown subcommand \`${words[0]}\`.\n${help}`);
+        const slack: SlackIdentity = { userId: command.user_id, teamId: command.team_id, channelId: command.channel_id };
+        const actor = await services.identity.resolve(slack);
+        if (sub.role === 'admin') requireAdmin(actor, `use \`${mod.command} ${sub.name}\``);
+        const args = sub.parse(words[0] === undefined ? [] : words.slice(1));
+        const reply = await sub.run({ actor, services }, args);
+        await deliver(reply, {
+          respond: respond as Respond,
+          openModal: (view) => client.views.open({ trigger_id: command.trigger_id, view } as any).then(() => undefined),
+          envelope: { m: '', ch: command.channel_id, ru: command.response_url },
+        });
+      } catch (e) {
+        await (respond as Respond)({ response_type: 'ephemeral', ...messagePayload(errorMessage(e, mod.command)) }).catch(
+          (err) => logger.error({ err }, 'could not deliver an error reply'),
+        );
+      }
+    });
+  }
+
+  app.action(/.*/, async ({ ack, body, action, respond, client }) => {
+    await ack();
+    const actionId = (action as any).action_id as string;
+    const b = body as any;
+    const handler = actions.get(actionId);
+    if (!handler) {
+      // Link buttons also send a click; they have nothing to run.
+      if (!(action as any).url) logger.warn({ actionId }, 'click on an unknown action');
+      return;
+    }
+    try {
+      const slack: SlackIdentity = {
+        userId: b.user.id,
+        teamId: b.team?.id ?? b.user.team_id,
+        channelId: b.channel?.id ?? b.container?.channel_id,
+      };
+      const actor = await services.identity.resolve(slack);
+      if (!memberInteractions.has(actionId)) requireAdmin(actor, 'use this button');
+      const ctx: InteractionContext = {
+        actor,
+        services,
+        source: { channelId: slack.channelId, messageTs: b.message?.ts ?? b.container?.message_ts },
+      };
+      const reply = await handler(ctx, String((action as any).value ?? ''));
+      await deliver(reply, {
+        respond: respond as Respond,
+        openModal: (view) => client.views.open({ trigger_id: b.trigger_id, view } as any).then(() => undefined),
+        envelope: { m: '', ch: ctx.source?.channelId, ts: ctx.source?.messageTs, ru: b.response_url },
+      });
+    } catch (e) {
+      await (respond as Respond)({
+        response_type: 'ephemeral',
+        replace_original: false,
+        ...messagePayload(errorMessage(e, actionId)),
+      }).catch((err) => logger.error({ err }, 'could not deliver an error reply'));
+    }
+  });
+
+  app.view(/.*/, async ({ ack, body, view, client }) => {
+    const callbackId = view.callback_id;
+    const firstField = (view.blocks ?? []).find((bl: any) => bl.type === 'input')?.block_id as string | undefined;
+    let envelope: Envelope = { m: '' };
+    try {
+      envelope = JSON.parse(view.private_metadata || '{}');
+    } catch {
+      /* a modal Warden did not open; handled as having no metadata */
+    }
+    const fieldErrors = (errors: Record<string, string>) =>
+      (ack as any)({ response_action: 'errors', errors }) as Promise<void>;
+    try {
+      const handler = views.get(callbackId);
+      if (!handler) throw new UserError('This form is not handled by Warden any more. Close it and start again.');
+      const b = body as any;
+      const slack: SlackIdentity = { userId: b.user.id, teamId: b.team?.id ?? b.user.team_id, channelId: envelope.ch };
+      const actor = await services.identity.resolve(slack);
+      if (!memberInteractions.has(callbackId)) requireAdmin(actor, 'submit this form');
+      const values = readModalValues(view.state?.values as any);
+      const reply = await handler(
+        { actor, services, source: { channelId: envelope.ch, messageTs: envelope.ts } },
+        values,
+        envelope.m ?? '',
+      );
+      switch (reply.kind) {
+        case 'errors':
+          await fieldErrors(reply.errors);
+          return;
+        case 'update':
+        case 'push':
+          await (ack as any)({
+            response_action: reply.kind,
+            view: modalView(reply.modal, JSON.stringify({ ...envelope, m: reply.modal.metadata ?? '' })),
+          });
+          return;
+        case 'close':
+          await ack();
+          if (reply.updateSource && envelope.ru) {
+            await postToResponseUrl(envelope.ru, { replace_original: true, ...messagePayload(reply.updateSource) }).catch(
+              (err) => logger.warn({ err }, 'could not update the source message'),
+            );
+          }
+          if (reply.notice) await notify(reply.notice, slack, envelope, client);
+          return;
+      }
+    } catch (e) {
+      if (e instanceof ValidationErrors) return fieldErrors(e.fields);
+      const message = fail(e, callbackId).text;
+      const field = e instanceof UserError && e.field ? e.field : firstField;
+      if (field) return fieldErrors({ [field]: message.slice(0, 2000) });
+      await ack();
+      await notify({ text: message }, { userId: (body as any).user.id, teamId: '' }, envelope, client).catch(() => {});
+    }
+  });
+
+  /** Sends a notice after a modal closed: to the conversation it came from, else as a DM. */
+  async function notify(message: Message, slack: SlackIdentity, envelope: Envelope, client: App['client']) {
+    try {
+      if (envelope.ru) {
+        await postToResponseUrl(envelope.ru, { response_type: 'ephemeral', replace_original: false, ...messagePayload(message) });
+        return;
+      }
+      if (envelope.ch) {
+        await client.chat.postEphemeral({ channel: envelope.ch, user: slack.userId, ...messagePayload(message) } as any);
+        return;
+      }
+    } catch (err) {
+      logger.warn({ err }, 'could not post a notice where the modal came from; sending a DM');
+    }
+    await services.chat.dm(slack.userId, message).catch((err) => logger.error({ err }, 'could not DM a notice'));
+  }
+}
+
+async function postToResponseUrl(url: string, payload: Record<string, unknown>): Promise<void> {
+  const res = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(payload),
+    headersTimeout: 5000,
+    bodyTimeout: 5000,
+  });
+  await res.body.dump();
+  if (res.statusCode >= 300) throw new Error(`response_url answered HTTP ${res.statusCode}`);
+}
+
+async function deliver(
+  reply: ActionReply,
+  io: { respond: Respond; openModal: (view: object) => Promise<void>; envelope: Envelope },
+): Promise<void> {
+  switch (reply.kind) {
+    case 'none':
+      return;
+    case 'message':
+      await io.respond({
+        response_type: reply.visibility ?? 'ephemeral',
+        replace_original: false,
+        ...messagePayload(reply.message),
+      });
+      return;
+    case 'update':
+      await io.respond({ replace_original: true, ...messagePayload(reply.message) });
+      return;
+    case 'update_and_message':
+      await io.respond({ replace_original: true, ...messagePayload(reply.update) });
+      await io.respond({ response_type: 'ephemeral', replace_original: false, ...messagePayload(reply.message) });
+      return;
+    case 'modal':
+      await io.openModal(modalView(reply.modal, JSON.stringify({ ...io.envelope, m: reply.modal.metadata ?? '' })));
+      return;
+  }
+}
+
+export type { Reply };

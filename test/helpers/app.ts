@@ -1,0 +1,78 @@
+import net from 'node:net';
+import { startWarden, type Warden } from '../../src/bootstrap.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import type { Db } from '../../src/db/index.js';
+import { silentLogger } from '../../src/logger.js';
+import type { Mailer } from '../../src/services/mailer.js';
+import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
+import { SlackDriver } from '../../src/slack/sim/driver.js';
+import type { Store } from '../../src/store/index.js';
+
+export const SIGNING_SECRET = 'test-signing-secret-0123456789';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface TestApp {
+  warden: Warden;
+  fake: FakeSlack;
+  driver: SlackDriver;
+  config: Config;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the real HTTP app on a free loopback port with SLACK_API_URL pointing at a
+ * FakeSlack, over the given database and store.
+ */
+export async function startTestApp(opts: {
+  db: Db;
+  store: Store;
+  env?: Record<string, string>;
+  mailer?: Mailer;
+  fake?: FakeSlack;
+  jobs?: boolean;
+}): Promise<TestApp> {
+  const fake = opts.fake ?? (await new FakeSlack().start());
+  const port = await freePort();
+  const config = loadConfig({
+    SLACK_BOT_TOKEN: 'xoxb-test-token',
+    SLACK_SIGNING_SECRET: SIGNING_SECRET,
+    SLACK_API_URL: fake.apiUrl,
+    PORT: String(port),
+    MIGRATE: 'on',
+    LOG_LEVEL: 'silent',
+    ...opts.env,
+  });
+  const warden = await startWarden({
+    config,
+    logger: silentLogger(),
+    db: opts.db,
+    store: opts.store,
+    mailer: opts.mailer,
+    jobs: opts.jobs ?? false,
+  });
+  const url = `http://127.0.0.1:${warden.port}`;
+  const driver = new SlackDriver({ appUrl: url, signingSecret: SIGNING_SECRET, fake });
+  return {
+    warden,
+    fake,
+    driver,
+    config,
+    url,
+    async stop() {
+      await warden.stop();
+      if (!opts.fake) await fake.stop();
+    },
+  };
+}
