@@ -1,0 +1,34 @@
+import type { z } from 'zod';
+import { UserError } from '../src/errors.js';
+import type { ModalField } from '../src/ui.js';
+
+/** The step-up field of every modal that confirms a destructive or privilege-granting action. */
+export const totpField: ModalField = {
+  id: 'totp',
+  label: 'Your 2FA code',
+  kind: 'text',
+  placeholder: '6-digit code from your authenticator app',
+  hint: 'Step-up check: the current code of your own application account.',
+  maxLength: 8,
+};
+
+/**
+ * Parses a button's value (short JSON) with a zod schema. Anyone in a channel can click,
+ * and a forged payload can carry anything: never trust a value that was not re-validated.
+ */
+export function parseButtonValue<S extends z.ZodType>(schema: S, value: string, whatToRunAgain: string): z.infer<S> {
+  try {
+    return schema.parse(JSON.parse(value));
+  } catch {
+    throw new UserError(`That button is not valid any more. Run \`${whatToRunAgain}\` again.`);
+  }
+}
+
+/** Same for a modal's metadata (set by Warden when it opened the modal). */
+export function parseModalMetadata<S extends z.ZodType>(schema: S, metadata: string): z.infer<S> {
+  try {
+    return schema.parse(JSON.parse(metadata));
+  } catch {
+    throw new UserError('This form is out of date. Close it and start again.');
+  }
+}
