@@ -59,6 +59,11 @@ export interface CommandModule {
   summary: string;
   /** Subcommand run when the text is empty (help when absent). */
   defaultSubcommand?: string;
+  /**
+   * Subcommand that receives ALL the words when the first word is not a subcommand name
+   * (e.g. `/audit action:login_failed since:24h`). Absent → "Unknown subcommand".
+   */
+  fallbackSubcommand?: string;
   subcommands: Subcommand[];
   /** Button handlers by action id; ids are namespaced `<command>:<verb>`. */
   actions?: Record<string, ActionHandler>;

@@ -91,12 +91,18 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
           await respond({ response_type: 'ephemeral', ...messagePayload({ text: help }) });
           return;
         }
-        const sub = mod.subcommands.find((s) => s.name === name);
+        let sub = mod.subcommands.find((s) => s.name === name);
+        let subWords = words[0] === undefined ? [] : words.slice(1);
+        if (!sub && mod.fallbackSubcommand && words[0] !== undefined) {
+          // e.g. `/audit action:login_failed since:24h`: every word goes to the fallback's grammar.
+          sub = mod.subcommands.find((s) => s.name === mod.fallbackSubcommand);
+          subWords = words;
+        }
         if (!sub) throw new UserError(`Unknown subcommand \`${words[0]}\`.\n${help}`);
         const slack: SlackIdentity = { userId: command.user_id, teamId: command.team_id, channelId: command.channel_id };
         const actor = await services.identity.resolve(slack);
         if (sub.role === 'admin') requireAdmin(actor, `use \`${mod.command} ${sub.name}\``);
-        const args = sub.parse(words[0] === undefined ? [] : words.slice(1));
+        const args = sub.parse(subWords);
         const reply = await sub.run({ actor, services }, args);
         await deliver(reply, {
           respond: respond as Respond,
