@@ -15,6 +15,8 @@ export interface CapturedCall {
   /** For response_url posts: which request's response_url (the id in the path). */
   responseId?: string;
   token?: string;
+  /** What the fake answered (e.g. the ts of a posted message). */
+  result?: Record<string, any>;
 }
 
 export interface SlackProfile {
@@ -156,8 +158,9 @@ export class FakeSlack {
         f.retryAfter !== undefined ? { 'retry-after': String(f.retryAfter) } : {},
       );
     }
-    this.record({ method, args, at: Date.now(), token });
-    send(200, this.answer(method, args));
+    const result = this.answer(method, args);
+    this.record({ method, args, at: Date.now(), token, result });
+    send(200, result);
   }
 
   private answer(method: string, args: Record<string, any>): Record<string, unknown> {
