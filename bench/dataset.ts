@@ -46,11 +46,11 @@ export async function benchDatabase(serverUrl: string, log: (s: string) => void 
   await db.query(
     `INSERT INTO audit_log (timestamp, user_id, action, entity_type, entity_id, details, ip_address, before_state, after_state)
      SELECT now() - (g::float8 / $2::float8) * interval '120 days',
-            1 + (g * 7919) % $1::int,
+            1 + (g::bigint * 7919) % $1::int,
             a.action,
             CASE WHEN a.action LIKE '%bag%' THEN 'bag' WHEN a.action LIKE '%bill%' THEN 'bill' ELSE 'user' END,
-            1 + (g * 104729) % $1::int,
-            jsonb_build_object('username', 'user' || (1 + (g * 7919) % $1::int)),
+            1 + (g::bigint * 104729) % $1::int,
+            jsonb_build_object('username', 'user' || (1 + (g::bigint * 7919) % $1::int)),
             '10.' || (g % 7) || '.' || (g % 251) || '.' || (g % 13),
             CASE WHEN a.action IN ('role_change','user_updated') THEN jsonb_build_object('role','dispatcher','dispatch_area','indore') END,
             CASE WHEN a.action IN ('role_change','user_updated') THEN jsonb_build_object('role','biller','dispatch_area',NULL) END
@@ -58,7 +58,9 @@ export async function benchDatabase(serverUrl: string, log: (s: string) => void 
        CROSS JOIN LATERAL (SELECT ($3::text[])[1 + (g * 31) % array_length($3::text[], 1)] AS action) a`,
     [BENCH_USERS, BENCH_AUDIT_ROWS, ACTIONS],
   );
-  await db.exec('VACUUM ANALYZE "user"; VACUUM ANALYZE audit_log;');
+  // One statement per call: a multi-statement string runs as one transaction, where VACUUM is refused.
+  await db.exec('VACUUM ANALYZE "user"');
+  await db.exec('VACUUM ANALYZE audit_log');
   log('benchmark data ready');
   return { url, db };
 }
