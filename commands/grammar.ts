@@ -7,14 +7,34 @@ import { UserError } from '../src/errors.js';
  * channels and links (`<@U123|bob>`, `<mailto:a@b.co|a@b.co>`) is unwrapped first.
  */
 
-/** Splits command text into words, honouring double and single quotes. */
+/**
+ * Splits command text into words. A quote at the start of a word or right after `key:`
+ * opens a quoted part (`"two words"`, `q:'two words'`); apostrophes inside words (I'm)
+ * are kept as they are.
+ */
 export function tokenize(text: string): string[] {
-  const words: string[] = [];
-  const re = /"([^"]*)"|'([^']*)'|(\S+)/g;
   const clean = unwrapSlackMarkup(text.replace(/[\u201C\u201D]/g, '"').replace(/[\u2018\u2019]/g, "'"));
-  for (const m of clean.matchAll(re)) {
-    words.push(m[1] ?? m[2] ?? m[3]);
+  const words: string[] = [];
+  let word: string | null = null;
+  for (let i = 0; i < clean.length; i++) {
+    const ch = clean[i];
+    if (/\s/.test(ch)) {
+      if (word !== null) words.push(word);
+      word = null;
+      continue;
+    }
+    const opensQuote = (ch === '"' || ch === "'") && (word === null || word.endsWith(':'));
+    if (opensQuote) {
+      const end = clean.indexOf(ch, i + 1);
+      if (end > i) {
+        word = (word ?? '') + clean.slice(i + 1, end);
+        i = end;
+        continue;
+      }
+    }
+    word = (word ?? '') + ch;
   }
+  if (word !== null) words.push(word);
   return words;
 }
 
