@@ -16,8 +16,11 @@ export interface Chat {
   dm(slackUserId: string, message: Message): Promise<PostedRef>;
   /** Visible only to one user in a channel. */
   ephemeral(channel: string, slackUserId: string, message: Message): Promise<void>;
-  /** Uploads a file into a conversation (files upload v2 flow). */
-  upload(channel: string, file: { filename: string; title: string; content: Buffer | string; comment?: string }): Promise<void>;
+  /**
+   * Uploads a file into a conversation (files upload v2 flow). Either `content`, or `path`
+   * of a file on disk that is streamed to Slack without being read into memory.
+   */
+  upload(channel: string, file: { filename: string; title: string; content?: Buffer | string; path?: string; comment?: string }): Promise<void>;
   /** Publishes a user's App Home tab. */
   publishHome(slackUserId: string, message: Message): Promise<void>;
 }

@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import type { webApi } from '@slack/bolt';
+import { request } from 'undici';
 import type { Chat, PostedRef } from '../services/chat.js';
 import type { SlackDirectory } from '../services/identity.js';
 import type { Message } from '../ui.js';
@@ -33,12 +35,41 @@ export class SlackChat implements Chat {
     await this.client.chat.postEphemeral({ channel, user: slackUserId, ...messagePayload(message) } as any);
   }
 
-  async upload(channel: string, file: { filename: string; title: string; content: Buffer | string; comment?: string }) {
+  async upload(channel: string, file: { filename: string; title: string; content?: Buffer | string; path?: string; comment?: string }) {
+    if (file.path) {
+      await this.uploadStream(channel, { ...file, path: file.path });
+      return;
+    }
     await this.client.files.uploadV2({
       channel_id: channel,
       filename: file.filename,
       title: file.title,
-      file: Buffer.isBuffer(file.content) ? file.content : Buffer.from(file.content),
+      file: Buffer.isBuffer(file.content) ? file.content : Buffer.from(file.content ?? ''),
+      ...(file.comment ? { initial_comment: file.comment } : {}),
+    } as any);
+  }
+
+  /**
+   * The same upload v2 flow (getUploadURLExternal → POST the bytes → completeUploadExternal),
+   * streaming a file from disk: WebClient.files.uploadV2 reads the whole file into memory first.
+   */
+  private async uploadStream(channel: string, file: { filename: string; title: string; path: string; comment?: string }) {
+    const { size } = await fs.promises.stat(file.path);
+    const url = (await this.client.files.getUploadURLExternal({ filename: file.filename, length: size })) as {
+      upload_url?: string;
+      file_id?: string;
+    };
+    if (!url.upload_url || !url.file_id) throw new Error('files.getUploadURLExternal returned no upload_url');
+    const res = await request(url.upload_url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+      body: fs.createReadStream(file.path),
+    });
+    await res.body.dump();
+    if (res.statusCode !== 200) throw new Error(`file upload answered HTTP ${res.statusCode}`);
+    await this.client.files.completeUploadExternal({
+      files: [{ id: url.file_id, title: file.title }],
+      channel_id: channel,
       ...(file.comment ? { initial_comment: file.comment } : {}),
     } as any);
   }
