@@ -1,0 +1,428 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { linkSlack } from '../../test/helpers/fixtures.js';
+import { FakeSlack, type CapturedCall } from '../../src/slack/sim/fake-slack.js';
+import { SlackDriver } from '../../src/slack/sim/driver.js';
+import { benchDatabase, BENCH_USERS } from '../dataset.js';
+import { latencyRow, percentile, round, type BenchRow } from '../lib.js';
+import type { SuiteContext } from '../run.js';
+import { BARE_TEXT, startTarget, type TargetKind, type TargetOptions } from '../slack-target.js';
+
+/**
+ * DESIGN §5, Slack side: signed `/users show userNNN` slash commands from a linked admin,
+ * against the real Warden HTTP app and, in the same run, a bare Bolt app (same signing
+ * secret, a /users handler that acks and respond()s a static text).
+ *
+ *  - ack latency: POST sent → HTTP 200 received (Slack's 3-second rule), p50/p99;
+ *  - end-to-end: POST sent → the response_url post arrives at FakeSlack, p50/p95;
+ *  - overhead ratio: Warden p50 / bare p50, for ack and end-to-end;
+ *  - RSS: max process.memoryUsage().rss of the app's process sampled (every 20 ms) under load.
+ *
+ * Each app runs in a child process of its own (bench/slack-target.ts) so that the load
+ * generator and FakeSlack, which live here, share neither its event loop nor its heap.
+ * BENCH_SLACK_INPROCESS=1 runs both apps inside this process instead (RSS then includes
+ * the load generator). Loopback only; bounded: BENCH_SLACK_REQUESTS (2,000) per app at
+ * BENCH_SLACK_CONCURRENCY (50), measured in alternating rounds (W B B W …) so background
+ * load on the machine hits both apps alike, after a warm-up and a serial (c=1) pass.
+ */
+
+const SUITE = 'slack';
+const SIGNING_SECRET = 'bench-signing-secret-0123456789abcdef';
+const ADMIN_SLACK_ID = 'U_BENCH_ADMIN';
+const ADMIN_USERNAME = 'user100';
+const REQUESTS = Number(process.env.BENCH_SLACK_REQUESTS ?? 2000);
+const CONCURRENCY = Number(process.env.BENCH_SLACK_CONCURRENCY ?? 50);
+const ROUNDS = 4;
+const WARMUP = 200;
+const SERIAL = 200;
+const REPLY_TIMEOUT_MS = 10_000;
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+interface Target {
+  kind: TargetKind;
+  label: string;
+  driver: SlackDriver;
+  /** Starts a measurement window; returns the current RSS in bytes. */
+  resetRss(): Promise<number>;
+  /** Max RSS (bytes) sampled in the window, and the app process's CPU time in it (child mode). */
+  usage(): Promise<{ maxRss: number; cpuMs?: number }>;
+  stop(): Promise<void>;
+}
+
+interface Samples {
+  ack: number[];
+  e2e: number[];
+  errors: string[];
+  wallMs: number;
+}
+
+const emptySamples = (): Samples => ({ ack: [], e2e: [], errors: [], wallMs: 0 });
+
+/** Response_url posts as they reach FakeSlack, keyed by response id, with arrival time. */
+class Replies {
+  private arrived = new Map<string, { at: number; call: CapturedCall }>();
+  private waiting = new Map<string, (r: { at: number; call: CapturedCall }) => void>();
+
+  constructor(fake: FakeSlack) {
+    fake.onCall((call) => {
+      if (call.method !== 'response_url' || !call.responseId) return;
+      const r = { at: performance.now(), call };
+      const w = this.waiting.get(call.responseId);
+      if (w) {
+        this.waiting.delete(call.responseId);
+        w(r);
+      } else this.arrived.set(call.responseId, r);
+    });
+  }
+
+  wait(responseId: string, timeoutMs: number): Promise<{ at: number; call: CapturedCall }> {
+    const got = this.arrived.get(responseId);
+    if (got) {
+      this.arrived.delete(responseId);
+      return Promise.resolve(got);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(responseId);
+        reject(new Error(`no response_url post within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(responseId, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
+  }
+}
+
+/** Spreads the requests over the whole user table (deterministic). */
+const usernameFor = (i: number) => `user${1 + ((i * 7919) % BENCH_USERS)}`;
+
+async function drive(t: Target, fake: FakeSlack, replies: Replies, count: number, concurrency: number, offset: number): Promise<Samples> {
+  const out = emptySamples();
+  let next = 0;
+  const one = async (i: number) => {
+    const username = usernameFor(offset + i);
+    const responseUrl = fake.responseUrl();
+    const responseId = responseUrl.split('/').pop()!;
+    const ids = { responseUrl, responseId, triggerId: `trig.bench.${t.kind}.${offset + i}.${Date.now()}` };
+    const body = t.driver.commandBody(ADMIN_SLACK_ID, `/users show ${username}`, 'C_ADMIN', ids);
+    const headers = t.driver.sign(body);
+    const t0 = performance.now();
+    const answer = await t.driver.post(body, headers);
+    const ackAt = performance.now();
+    if (answer.status !== 200) {
+      out.errors.push(`${t.label}: HTTP ${answer.status}`);
+      return;
+    }
+    let reply: { at: number; call: CapturedCall };
+    try {
+      reply = await replies.wait(responseId, REPLY_TIMEOUT_MS);
+    } catch (e) {
+      out.errors.push(`${t.label}: ${(e as Error).message}`);
+      return;
+    }
+    const text = String(reply.call.args.text ?? '');
+    const ok = t.kind === 'bare' ? text === BARE_TEXT : text.startsWith(`${username}:`);
+    if (!ok) {
+      out.errors.push(`${t.label}: unexpected reply for ${username}: ${text.slice(0, 120)}`);
+      return;
+    }
+    out.ack.push(ackAt - t0);
+    out.e2e.push(reply.at - t0);
+  };
+  const worker = async () => {
+    while (next < count) await one(next++);
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  out.wallMs = performance.now() - started;
+  return out;
+}
+
+function merge(into: Samples, s: Samples): void {
+  into.ack.push(...s.ack);
+  into.e2e.push(...s.e2e);
+  into.errors.push(...s.errors);
+  into.wallMs += s.wallMs;
+}
+
+interface ChildEntry {
+  file: string;
+  execArgv: string[];
+  /** The bundle lives outside the source tree, where sql/ cannot be found: the suite migrates. */
+  migrate: boolean;
+  how: string;
+}
+
+/**
+ * How to start the child: bench/slack-target.ts bundled by esbuild (our code in one ESM file,
+ * node_modules external; it sits under node_modules/.cache so packages resolve) and run by
+ * plain `node`, like the production image runs tsc output. BENCH_SLACK_LOADER=tsx, or a
+ * missing esbuild, runs the TypeScript through tsx instead (its loader thread adds RSS).
+ */
+async function childEntry(ctx: SuiteContext): Promise<ChildEntry> {
+  const source = path.join(here, '..', 'slack-target.ts');
+  const viaTsx: ChildEntry = { file: source, execArgv: ['--import', 'tsx'], migrate: true, how: 'node --import tsx' };
+  if (process.env.BENCH_SLACK_LOADER === 'tsx') return viaTsx;
+  try {
+    const esbuild = await import('esbuild');
+    const outfile = path.join(here, '..', '..', 'node_modules', '.cache', 'warden-bench', 'slack-target.mjs');
+    await esbuild.build({
+      entryPoints: [source],
+      outfile,
+      bundle: true,
+      packages: 'external',
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      logLevel: 'silent',
+    });
+    return { file: outfile, execArgv: [], migrate: false, how: 'node, esbuild bundle' };
+  } catch (e) {
+    ctx.log(`slack: could not bundle the app with esbuild (${(e as Error).message}); running it through tsx`);
+    return viaTsx;
+  }
+}
+
+/** Starts the app in a child process; resolves once it listens. */
+async function childTarget(entry: ChildEntry, opts: TargetOptions, label: string, fake: FakeSlack): Promise<Target> {
+  const child: ChildProcess = fork(entry.file, [JSON.stringify({ ...opts, migrate: entry.migrate })], {
+    execArgv: entry.execArgv,
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const nextMessage = (type: string) =>
+    new Promise<any>((resolve, reject) => {
+      const onMsg = (m: any) => {
+        if (m?.type !== type) return;
+        cleanup();
+        resolve(m);
+      };
+      const onExit = (code: number | null) => {
+        cleanup();
+        reject(new Error(`${label} exited (code ${code}) before answering ${type}`));
+      };
+      const cleanup = () => {
+        child.off('message', onMsg);
+        child.off('exit', onExit);
+      };
+      child.on('message', onMsg);
+      child.on('exit', onExit);
+    });
+  const ready = await nextMessage('ready');
+  const driver = new SlackDriver({ appUrl: `http://127.0.0.1:${ready.port}`, signingSecret: SIGNING_SECRET, fake });
+  const ask = async (type: string) => {
+    const p = nextMessage(type);
+    child.send({ type });
+    return p;
+  };
+  return {
+    kind: opts.kind,
+    label,
+    driver,
+    resetRss: async () => (await ask('rss-reset')).rss,
+    usage: async () => {
+      const m = await ask('rss');
+      return { maxRss: m.max, cpuMs: m.cpuMs };
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.send({ type: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Both apps in this process (BENCH_SLACK_INPROCESS=1): RSS is the whole process's. */
+async function inProcessTarget(opts: TargetOptions, label: string, fake: FakeSlack): Promise<Target> {
+  const running = await startTarget(opts);
+  const driver = new SlackDriver({ appUrl: `http://127.0.0.1:${running.port}`, signingSecret: SIGNING_SECRET, fake });
+  let max = process.memoryUsage().rss;
+  const sample = () => {
+    const rss = process.memoryUsage().rss;
+    if (rss > max) max = rss;
+    return rss;
+  };
+  const timer = setInterval(sample, 20);
+  return {
+    kind: opts.kind,
+    label,
+    driver,
+    resetRss: async () => (max = sample()),
+    usage: async () => (sample(), { maxRss: max }),
+    async stop() {
+      clearInterval(timer);
+      await running.stop();
+    },
+  };
+}
+
+const MB = 1024 * 1024;
+
+export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
+  const { url, db } = await benchDatabase(ctx.databaseUrl, ctx.log);
+  const fake = await new FakeSlack().start();
+  const targets: Target[] = [];
+  try {
+    const admin = await db.query<{ id: number }>(`SELECT id FROM "user" WHERE username = $1 AND role = 'admin'`, [ADMIN_USERNAME]);
+    if (!admin.rows[0]) throw new Error(`${ADMIN_USERNAME} is not an admin in the benchmark data set`);
+    await linkSlack(db, ADMIN_SLACK_ID, admin.rows[0].id);
+
+    const inProcess = process.env.BENCH_SLACK_INPROCESS === '1';
+    const entry = inProcess ? undefined : await childEntry(ctx);
+    const start = (opts: TargetOptions, label: string, f: FakeSlack) =>
+      entry ? childTarget(entry, opts, label, f) : inProcessTarget(opts, label, f);
+    const base = { slackApiUrl: fake.apiUrl, signingSecret: SIGNING_SECRET, databaseUrl: url, redisUrl: ctx.redisUrl };
+    const warden = await start({ ...base, kind: 'warden' }, 'warden', fake);
+    targets.push(warden);
+    const bare = await start({ ...base, kind: 'bare' }, 'bare bolt', fake);
+    targets.push(bare);
+    ctx.log(
+      `slack: apps up (${entry ? `child processes: ${entry.how}` : 'in this process'}; store ${ctx.redisUrl ? 'redis' : 'memory'}); ` +
+        `${REQUESTS} requests per app at concurrency ${CONCURRENCY}`,
+    );
+
+    const replies = new Replies(fake);
+    let offset = 0;
+    const pass = async (t: Target, count: number, concurrency: number) => {
+      const s = await drive(t, fake, replies, count, concurrency, offset);
+      offset += count;
+      fake.clear();
+      return s;
+    };
+
+    // Warm-up (JIT, pools, Bolt's auth.test) — not measured, but must be correct.
+    for (const t of [warden, bare]) {
+      const s = await pass(t, WARMUP, 10);
+      if (s.errors.length) throw new Error(`warm-up failed: ${s.errors[0]}`);
+    }
+
+    // Serial pass: latency without queueing, for the overhead explanation.
+    const serial = { warden: await pass(warden, SERIAL, 1), bare: await pass(bare, SERIAL, 1) };
+
+    // Loaded pass, alternating rounds.
+    const loaded = { warden: emptySamples(), bare: emptySamples() };
+    const rssBase = { warden: await warden.resetRss(), bare: await bare.resetRss() };
+    const perRound = Math.ceil(REQUESTS / ROUNDS);
+    const generatorCpuMs = { warden: 0, bare: 0 };
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? [warden, bare] : [bare, warden];
+      for (const t of order) {
+        const cpu0 = process.cpuUsage();
+        merge(loaded[t.kind], await pass(t, perRound, CONCURRENCY));
+        const used = process.cpuUsage(cpu0);
+        generatorCpuMs[t.kind] += (used.user + used.system) / 1000;
+      }
+    }
+    const use = { warden: await warden.usage(), bare: await bare.usage() };
+    const rssMax = { warden: use.warden.maxRss, bare: use.bare.maxRss };
+
+    const errors = [...serial.warden.errors, ...serial.bare.errors, ...loaded.warden.errors, ...loaded.bare.errors];
+    for (const e of errors.slice(0, 5)) ctx.log(`slack: error: ${e}`);
+
+    const p50 = (xs: number[]) => percentile(xs, 50);
+    const ratio = (name: string, w: number[], b: number[], target: boolean): BenchRow => {
+      const value = round(p50(w) / p50(b));
+      return {
+        suite: SUITE,
+        name,
+        n: Math.min(w.length, b.length),
+        value,
+        unit: '×',
+        ...(target ? { target: '≤ 1.2×', pass: value <= 1.2 } : {}),
+      };
+    };
+    const c = CONCURRENCY;
+    const rows: BenchRow[] = [
+      latencyRow(SUITE, `warden ack @${c}`, loaded.warden.ack, { p: 99, ms: 100 }),
+      latencyRow(SUITE, `warden e2e /users show @${c}`, loaded.warden.e2e),
+      latencyRow(SUITE, `bare bolt ack @${c}`, loaded.bare.ack),
+      latencyRow(SUITE, `bare bolt e2e @${c}`, loaded.bare.e2e),
+      ratio(`overhead ack p50 warden/bare @${c}`, loaded.warden.ack, loaded.bare.ack, true),
+      ratio(`overhead e2e p50 warden/bare @${c}`, loaded.warden.e2e, loaded.bare.e2e, true),
+      latencyRow(SUITE, 'warden ack @1', serial.warden.ack),
+      latencyRow(SUITE, 'warden e2e /users show @1', serial.warden.e2e),
+      latencyRow(SUITE, 'bare bolt ack @1', serial.bare.ack),
+      latencyRow(SUITE, 'bare bolt e2e @1', serial.bare.e2e),
+      ratio('overhead ack p50 warden/bare @1', serial.warden.ack, serial.bare.ack, false),
+      ratio('overhead e2e p50 warden/bare @1', serial.warden.e2e, serial.bare.e2e, false),
+      {
+        suite: SUITE,
+        name: `warden throughput @${c}`,
+        n: loaded.warden.e2e.length,
+        value: round((loaded.warden.e2e.length / loaded.warden.wallMs) * 1000),
+        unit: 'req/s',
+      },
+      {
+        suite: SUITE,
+        name: `bare bolt throughput @${c}`,
+        n: loaded.bare.e2e.length,
+        value: round((loaded.bare.e2e.length / loaded.bare.wallMs) * 1000),
+        unit: 'req/s',
+      },
+      ...(['warden', 'bare'] as const).flatMap((k): BenchRow[] => {
+        const label = k === 'warden' ? 'warden' : 'bare bolt';
+        const n = loaded[k].e2e.length;
+        const cpuMs = use[k].cpuMs;
+        const rows: BenchRow[] = [];
+        // The app process's CPU time per request (child mode), and how busy the load generator
+        // (this process: HTTP client + FakeSlack) was while driving it.
+        if (cpuMs !== undefined) {
+          rows.push({ suite: SUITE, name: `${label} app CPU per request @${c}`, n, value: round(cpuMs / n), unit: 'ms CPU' });
+          rows.push({ suite: SUITE, name: `${label} app busy under load @${c}`, n, value: round((cpuMs / loaded[k].wallMs) * 100), unit: '% of a core' });
+        }
+        rows.push({
+          suite: SUITE,
+          name: `load generator busy while driving ${label}`,
+          n,
+          value: round((generatorCpuMs[k] / loaded[k].wallMs) * 100),
+          unit: '% of a core',
+        });
+        return rows;
+      }),
+      {
+        suite: SUITE,
+        name: `warden RSS max under load${inProcess ? ' (whole bench process)' : ''}`,
+        n: loaded.warden.ack.length,
+        value: round(rssMax.warden / MB),
+        unit: `MB (idle ${round(rssBase.warden / MB)})`,
+        target: '< 200 MB',
+        pass: rssMax.warden < 200 * MB,
+      },
+      {
+        suite: SUITE,
+        name: `bare bolt RSS max under load${inProcess ? ' (whole bench process)' : ''}`,
+        n: loaded.bare.ack.length,
+        value: round(rssMax.bare / MB),
+        unit: `MB (idle ${round(rssBase.bare / MB)})`,
+      },
+      {
+        // Other work on the machine skews every latency here: say how busy it was.
+        suite: SUITE,
+        name: `machine load average (1 min) at end, ${os.cpus().length} cores`,
+        n: 1,
+        value: round(os.loadavg()[0]),
+        unit: 'runnable',
+      },
+      {
+        suite: SUITE,
+        name: 'failed or wrong replies',
+        n: serial.warden.ack.length + serial.bare.ack.length + loaded.warden.ack.length + loaded.bare.ack.length + errors.length,
+        value: errors.length,
+        unit: 'requests',
+        target: '= 0',
+        pass: errors.length === 0,
+      },
+    ];
+    return rows;
+  } finally {
+    for (const t of targets.reverse()) await t.stop().catch((e) => ctx.log(`slack: stopping ${t.label}: ${(e as Error).message}`));
+    await fake.stop();
+    await db.close();
+  }
+}
