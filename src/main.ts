@@ -4,21 +4,22 @@ import { startWarden } from './bootstrap.js';
 
 /** `npm start`: the bot, in Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT. */
 async function main() {
+  // Every problem at once: invalid values and the Slack settings `npm start` needs.
   let config;
+  let problems: string[] = [];
   try {
     config = loadConfig();
+    problems = slackProblems(config);
   } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`${e.message}\n\nSee .env.example for every setting.`);
-      process.exit(2);
-    }
-    throw e;
+    if (!(e instanceof ConfigError)) throw e;
+    problems = [...e.problems, ...slackProblems(loadConfig({}))
+      .filter((p) => !process.env[p.split(' ')[0]])];
   }
-  const problems = slackProblems(config);
-  if (problems.length) {
+  if (problems.length || !config) {
     console.error(
-      `Warden cannot connect to Slack:\n${problems.map((p) => `  - ${p}`).join('\n')}\n\n` +
-        'See README.md ("Install into a Slack workspace"). To try Warden without Slack, run: npm run console',
+      `Warden cannot start:\n${problems.map((p) => `  - ${p}`).join('\n')}\n\n` +
+        'Every setting is described in .env.example and README.md ("Install into a Slack workspace").\n' +
+        'To try Warden without Slack, run: npm run console',
     );
     process.exit(2);
   }
