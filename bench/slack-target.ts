@@ -96,10 +96,10 @@ async function startBare(opts: TargetOptions): Promise<RunningTarget> {
 async function child(): Promise<void> {
   const opts = JSON.parse(process.argv[2]) as TargetOptions;
   const target = await startTarget(opts);
-  let max = process.memoryUsage().rss;
+  let max = process.memoryUsage.rss();
   let cpu = process.cpuUsage();
   const sample = () => {
-    const rss = process.memoryUsage().rss;
+    const rss = process.memoryUsage.rss();
     if (rss > max) max = rss;
     return rss;
   };

@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -19,7 +20,7 @@ import { BARE_TEXT, startTarget, type TargetKind, type TargetOptions } from '../
  *  - ack latency: POST sent → HTTP 200 received (Slack's 3-second rule), p50/p99;
  *  - end-to-end: POST sent → the response_url post arrives at FakeSlack, p50/p95;
  *  - overhead ratio: Warden p50 / bare p50, for ack and end-to-end;
- *  - RSS: max process.memoryUsage().rss of the app's process sampled (every 20 ms) under load.
+ *  - RSS: max process.memoryUsage.rss() of the app's process sampled (every 20 ms) under load.
  *
  * Each app runs in a child process of its own (bench/slack-target.ts) so that the load
  * generator and FakeSlack, which live here, share neither its event loop nor its heap.
@@ -155,6 +156,7 @@ interface ChildEntry {
   /** The bundle lives outside the source tree, where sql/ cannot be found: the suite migrates. */
   migrate: boolean;
   how: string;
+  cleanup?: () => void;
 }
 
 /**
@@ -169,7 +171,8 @@ async function childEntry(ctx: SuiteContext): Promise<ChildEntry> {
   if (process.env.BENCH_SLACK_LOADER === 'tsx') return viaTsx;
   try {
     const esbuild = await import('esbuild');
-    const outfile = path.join(here, '..', '..', 'node_modules', '.cache', 'warden-bench', 'slack-target.mjs');
+    // One file per run: two bench runs at once must not overwrite each other's bundle.
+    const outfile = path.join(here, '..', '..', 'node_modules', '.cache', 'warden-bench', `slack-target-${process.pid}.mjs`);
     await esbuild.build({
       entryPoints: [source],
       outfile,
@@ -180,7 +183,7 @@ async function childEntry(ctx: SuiteContext): Promise<ChildEntry> {
       target: 'node20',
       logLevel: 'silent',
     });
-    return { file: outfile, execArgv: [], migrate: false, how: 'node, esbuild bundle' };
+    return { file: outfile, execArgv: [], migrate: false, how: 'node, esbuild bundle', cleanup: () => fs.rmSync(outfile, { force: true }) };
   } catch (e) {
     ctx.log(`slack: could not bundle the app with esbuild (${(e as Error).message}); running it through tsx`);
     return viaTsx;
@@ -189,8 +192,10 @@ async function childEntry(ctx: SuiteContext): Promise<ChildEntry> {
 
 /** Starts the app in a child process; resolves once it listens. */
 async function childTarget(entry: ChildEntry, opts: TargetOptions, label: string, fake: FakeSlack): Promise<Target> {
+  // BENCH_SLACK_CPU_PROF=<dir>: write a V8 CPU profile of each app process there (on stop).
+  const prof = process.env.BENCH_SLACK_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_SLACK_CPU_PROF, '--cpu-prof-name', `${opts.kind}.cpuprofile`] : [];
   const child: ChildProcess = fork(entry.file, [JSON.stringify({ ...opts, migrate: entry.migrate })], {
-    execArgv: entry.execArgv,
+    execArgv: [...entry.execArgv, ...prof],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const nextMessage = (type: string) =>
@@ -242,9 +247,9 @@ async function childTarget(entry: ChildEntry, opts: TargetOptions, label: string
 async function inProcessTarget(opts: TargetOptions, label: string, fake: FakeSlack): Promise<Target> {
   const running = await startTarget(opts);
   const driver = new SlackDriver({ appUrl: `http://127.0.0.1:${running.port}`, signingSecret: SIGNING_SECRET, fake });
-  let max = process.memoryUsage().rss;
+  let max = process.memoryUsage.rss();
   const sample = () => {
-    const rss = process.memoryUsage().rss;
+    const rss = process.memoryUsage.rss();
     if (rss > max) max = rss;
     return rss;
   };
@@ -268,13 +273,14 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
   const { url, db } = await benchDatabase(ctx.databaseUrl, ctx.log);
   const fake = await new FakeSlack().start();
   const targets: Target[] = [];
+  let entry: ChildEntry | undefined;
   try {
     const admin = await db.query<{ id: number }>(`SELECT id FROM "user" WHERE username = $1 AND role = 'admin'`, [ADMIN_USERNAME]);
     if (!admin.rows[0]) throw new Error(`${ADMIN_USERNAME} is not an admin in the benchmark data set`);
     await linkSlack(db, ADMIN_SLACK_ID, admin.rows[0].id);
 
     const inProcess = process.env.BENCH_SLACK_INPROCESS === '1';
-    const entry = inProcess ? undefined : await childEntry(ctx);
+    entry = inProcess ? undefined : await childEntry(ctx);
     const start = (opts: TargetOptions, label: string, f: FakeSlack) =>
       entry ? childTarget(entry, opts, label, f) : inProcessTarget(opts, label, f);
     const base = { slackApiUrl: fake.apiUrl, signingSecret: SIGNING_SECRET, databaseUrl: url, redisUrl: ctx.redisUrl };
@@ -422,6 +428,7 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
     return rows;
   } finally {
     for (const t of targets.reverse()) await t.stop().catch((e) => ctx.log(`slack: stopping ${t.label}: ${(e as Error).message}`));
+    entry?.cleanup?.();
     await fake.stop();
     await db.close();
   }
