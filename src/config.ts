@@ -95,6 +95,8 @@ export const configSchema = z.object({
   PROMOTION_POLL_CRON: z.string().default('*/15 * * * * *'),
   PROMOTION_TTL: duration('7d'),
   RECOVERY_TTL: duration('24h'),
+  /** Warden-run identity checks (e-mail code, Slack DM code) that must pass before a 2FA recovery goes to approval. */
+  RECOVERY_MIN_WARDEN_CHECKS: int(1, 1, 2),
 
   // Thresholds (seed 001, "System Health" and "Unlock Account")
   DB_QUERY_DEGRADED_MS: int(100),
