@@ -1,8 +1,9 @@
 import type { CommandModule, InteractionModule } from './types.js';
+import { promotionsCommand } from './promotions.js';
 import { usersCommand } from './users.js';
 
 /** Every slash command Warden registers (keep manifest.yml in step). */
-export const commands: CommandModule[] = [usersCommand];
+export const commands: CommandModule[] = [usersCommand, promotionsCommand];
 
 /** Interaction handlers that belong to no slash command (alert buttons, App Home). */
 export const interactionModules: InteractionModule[] = [];

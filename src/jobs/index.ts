@@ -1,4 +1,5 @@
 import type { Services } from '../services/index.js';
+import { startPromotionJobs } from './promotions.js';
 
 /**
  * Scheduled jobs (node-cron), each a thin call into a service, run once per tick across
@@ -6,7 +7,7 @@ import type { Services } from '../services/index.js';
  */
 export type JobStarter = (services: Services) => Promise<() => Promise<void>> | (() => Promise<void>);
 
-export const jobStarters: JobStarter[] = [];
+export const jobStarters: JobStarter[] = [startPromotionJobs];
 
 export async function startJobs(services: Services): Promise<() => Promise<void>> {
   const stops: (() => Promise<void>)[] = [];

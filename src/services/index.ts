@@ -6,6 +6,7 @@ import type { Chat } from './chat.js';
 import { IdentityService, type SlackDirectory } from './identity.js';
 import { HttpMailer, type Mailer } from './mailer.js';
 import { Masker } from './masking.js';
+import { PromotionService } from './promotions.js';
 import { StepUpService } from './step-up.js';
 import { UserDirectory } from './users.js';
 
@@ -24,6 +25,8 @@ export interface Services {
   users: UserDirectory;
   mailer: Mailer;
   masker: Masker;
+  /** Promotion requests: ask, review card, approve/reject, expiry, app-inserted requests (issue 4). */
+  promotions: PromotionService;
 }
 
 export interface ServiceDeps {
@@ -38,7 +41,8 @@ export interface ServiceDeps {
 
 export function createServices(deps: ServiceDeps): Services {
   const { config, db, store } = deps;
-  return {
+  // Built as a whole first so that services which need the others (promotions) can be added below.
+  const services = {
     config,
     db,
     store,
@@ -56,5 +60,17 @@ export function createServices(deps: ServiceDeps): Services {
         timeoutMs: config.EMAIL_TIMEOUT_MS,
       }),
     masker: new Masker(config.ANONYMIZE_AUDIT_LOGS),
+  } satisfies Omit<Services, 'promotions'>;
+  return {
+    ...services,
+    promotions: new PromotionService({
+      config,
+      db,
+      chat: services.chat,
+      identity: services.identity,
+      stepUp: services.stepUp,
+      masker: services.masker,
+      logger: services.logger,
+    }),
   };
 }
