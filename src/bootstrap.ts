@@ -51,12 +51,22 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
     logger: undefined,
     retryConfig: { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 2000 },
   });
+  // The alert outbox retries by itself (issue 7): its client surfaces 429s and errors at once
+  // instead of pausing every Slack call of the app while it waits out a Retry-After.
+  const alertClient = new webApi.WebClient(config.SLACK_BOT_TOKEN, {
+    slackApiUrl: config.SLACK_API_URL,
+    logger: undefined,
+    retryConfig: { retries: 0 },
+    rejectRateLimitedCalls: true,
+    timeout: 10_000,
+  });
   const services = createServices({
     config,
     db,
     store,
     logger,
     chat: new SlackChat(client),
+    alertChat: new SlackChat(alertClient),
     directory: opts.directory ?? new SlackProfileDirectory(client),
     mailer: opts.mailer,
   });

@@ -113,6 +113,11 @@ export const configSchema = z.object({
   AUDIT_RETENTION_DAYS: int(90, 1),
   AUDIT_SNAPSHOT_DAYS: int(30, 1),
   STEPUP_MAX_FAILURES: int(5, 1),
+
+  // Alerts (issue 7): outbox delivery and lockout catch-up
+  OUTBOX_POLL_MS: int(1000, 100, 60000),
+  OUTBOX_BACKOFF_MAX: duration('5m'),
+  LOCKOUT_CATCHUP_WINDOW: duration('24h'),
 });
 
 export type Config = z.infer<typeof configSchema>;

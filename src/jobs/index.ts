@@ -1,4 +1,5 @@
 import type { Services } from '../services/index.js';
+import { alertJobStarters } from './alerts.js';
 import { startPromotionJobs } from './promotions.js';
 
 /**
@@ -7,7 +8,7 @@ import { startPromotionJobs } from './promotions.js';
  */
 export type JobStarter = (services: Services) => Promise<() => Promise<void>> | (() => Promise<void>);
 
-export const jobStarters: JobStarter[] = [startPromotionJobs];
+export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs];
 
 export async function startJobs(services: Services): Promise<() => Promise<void>> {
   const stops: (() => Promise<void>)[] = [];

@@ -6,6 +6,7 @@ import type { Chat } from './chat.js';
 import { IdentityService, type SlackDirectory } from './identity.js';
 import { HttpMailer, type Mailer } from './mailer.js';
 import { Masker } from './masking.js';
+import { Outbox } from './outbox.js';
 import { PromotionService } from './promotions.js';
 import { StepUpService } from './step-up.js';
 import { UserDirectory } from './users.js';
@@ -25,6 +26,8 @@ export interface Services {
   users: UserDirectory;
   mailer: Mailer;
   masker: Masker;
+  /** Every alert goes through it: queued in the caller's transaction, delivered with retries (issue 7). */
+  outbox: Outbox;
   /** Promotion requests: ask, review card, approve/reject, expiry, app-inserted requests (issue 4). */
   promotions: PromotionService;
 }
@@ -37,6 +40,8 @@ export interface ServiceDeps {
   chat: Chat;
   directory: SlackDirectory;
   mailer?: Mailer;
+  /** Chat used by the outbox (a client that surfaces 429s instead of waiting); defaults to `chat`. */
+  alertChat?: Chat;
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -60,6 +65,10 @@ export function createServices(deps: ServiceDeps): Services {
         timeoutMs: config.EMAIL_TIMEOUT_MS,
       }),
     masker: new Masker(config.ANONYMIZE_AUDIT_LOGS),
+    outbox: new Outbox(db, deps.alertChat ?? deps.chat, deps.logger, {
+      pollMs: config.OUTBOX_POLL_MS,
+      maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
+    }),
   } satisfies Omit<Services, 'promotions'>;
   return {
     ...services,
