@@ -1,10 +1,13 @@
 import { z } from 'zod';
 import { roleSchema, usernameSchema, isLocked, type UserRow } from '../src/domain/user.js';
+import { accountStatus } from '../src/services/user-admin.js';
 import { UserError } from '../src/errors.js';
 import type { Services } from '../src/services/index.js';
 import type { UserFilter } from '../src/services/users.js';
 import { md, type Block, type Button, type Message } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
+import { adminActions, adminSubcommands, adminViews } from './users-admin.js';
+import { renderUserCard } from './users-card.js';
 import type { CommandModule, Subcommand } from './types.js';
 
 /** `/users`: the guide's "User Management" section. */
@@ -91,51 +94,22 @@ function userLine(services: Services, u: UserRow): string {
     u.role,
     u.dispatch_area ? md.escape(u.dispatch_area) : null,
     services.masker.email(u.email),
-    isLocked(u) ? ':lock: locked' : null,
+    isLocked(u) ? (accountStatus(u) === 'disabled' ? ':no_entry: disabled' : ':lock: locked') : null,
     u.two_fa_enabled ? '2FA' : u.role === 'admin' ? ':warning: no 2FA' : null,
     `last login ${u.last_login ? md.date(u.last_login) : 'never'}`,
   ].filter(Boolean);
   return `• ${bits.join(' · ')}`;
 }
 
-/** The account card of `/users show`, with buttons for the next likely actions. */
-export async function renderUserCard(services: Services, u: UserRow): Promise<Message> {
-  const locked = isLocked(u);
-  const fields = [
-    `*Role*\n${u.role}`,
-    `*Dispatch area*\n${u.dispatch_area ? md.escape(u.dispatch_area) : '—'}`,
-    `*E-mail*\n${md.escape(services.masker.email(u.email))}`,
-    `*Status*\n${locked ? `:lock: locked until ${md.date(u.locked_until)}` : 'active'}`,
-    `*Failed attempts*\n${u.failed_login_attempts ?? 0}${u.last_failed_login ? ` (last ${md.date(u.last_failed_login)})` : ''}`,
-    `*2FA*\n${u.two_fa_enabled ? 'enabled' : 'not enabled'}`,
-    `*Created*\n${md.date(u.created_at)}`,
-    `*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
-  ];
-  const blocks: Block[] = [
-    { type: 'header', text: u.username },
-    { type: 'fields', fields },
-  ];
-  const actions = userActionButtons(u);
-  if (actions.length) blocks.push({ type: 'buttons', buttons: actions });
-  return { text: `${u.username}: ${u.role}${locked ? ', locked' : ''}`, blocks };
-}
-
-/**
- * Buttons offered on an account card. Each handler re-checks who clicked; the button
- * only names the account. Extended by the user-management commands as they land.
- */
-export function userActionButtons(u: UserRow): Button[] {
-  const v = JSON.stringify({ u: u.username });
-  const out: Button[] = [];
-  if (isLocked(u)) out.push({ text: 'Unlock', actionId: 'users:unlock', value: v, style: 'primary' });
-  return out;
-}
+export { renderUserCard, userActionButtons } from './users-card.js';
 
 export const usersCommand: CommandModule = {
   command: '/users',
   summary: 'manage application accounts',
-  subcommands: [list, show],
+  subcommands: [list, show, ...adminSubcommands],
+  views: adminViews,
   actions: {
+    ...adminActions,
     'users:page': async (ctx, value) => {
       let parsed: z.infer<typeof pageValueSchema>;
       try {

@@ -10,6 +10,7 @@ import { Outbox } from './outbox.js';
 import { PromotionService } from './promotions.js';
 import { StepUpService } from './step-up.js';
 import { UserDirectory } from './users.js';
+import { UserAdminService } from './user-admin.js';
 
 /**
  * Everything a command or job may call. Built once by the composition root
@@ -30,6 +31,8 @@ export interface Services {
   outbox: Outbox;
   /** Promotion requests: ask, review card, approve/reject, expiry, app-inserted requests (issue 4). */
   promotions: PromotionService;
+  /** Write side of /users: create, edit, role, unlock, password resets, delete, link (issue 3). */
+  userAdmin: UserAdminService;
 }
 
 export interface ServiceDeps {
@@ -69,9 +72,17 @@ export function createServices(deps: ServiceDeps): Services {
       pollMs: config.OUTBOX_POLL_MS,
       maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
     }),
-  } satisfies Omit<Services, 'promotions'>;
+  } satisfies Omit<Services, 'promotions' | 'userAdmin'>;
   return {
     ...services,
+    userAdmin: new UserAdminService({
+      db,
+      mailer: services.mailer,
+      stepUp: services.stepUp,
+      identity: services.identity,
+      users: services.users,
+      resetUrl: config.PASSWORD_RESET_URL,
+    }),
     promotions: new PromotionService({
       config,
       db,
