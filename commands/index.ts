@@ -1,9 +1,10 @@
+import { auditCommand } from './audit.js';
 import type { CommandModule, InteractionModule } from './types.js';
 import { promotionsCommand } from './promotions.js';
 import { usersCommand } from './users.js';
 
 /** Every slash command Warden registers (keep manifest.yml in step). */
-export const commands: CommandModule[] = [usersCommand, promotionsCommand];
+export const commands: CommandModule[] = [usersCommand, promotionsCommand, auditCommand];
 
 /** Interaction handlers that belong to no slash command (alert buttons, App Home). */
 export const interactionModules: InteractionModule[] = [];

@@ -1,4 +1,5 @@
 import type { Services } from '../services/index.js';
+import { startRetentionJob } from './retention.js';
 import { alertJobStarters } from './alerts.js';
 import { startPromotionJobs } from './promotions.js';
 
@@ -8,7 +9,7 @@ import { startPromotionJobs } from './promotions.js';
  */
 export type JobStarter = (services: Services) => Promise<() => Promise<void>> | (() => Promise<void>);
 
-export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs];
+export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs, startRetentionJob];
 
 export async function startJobs(services: Services): Promise<() => Promise<void>> {
   const stops: (() => Promise<void>)[] = [];

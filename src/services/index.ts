@@ -2,6 +2,9 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/index.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/index.js';
+import { createAuditServices, type AuditExporter } from './audit-export.js';
+import type { AuditRetention } from './audit-retention.js';
+import type { AuditSearch } from './audit-search.js';
 import type { Chat } from './chat.js';
 import { IdentityService, type SlackDirectory } from './identity.js';
 import { HttpMailer, type Mailer } from './mailer.js';
@@ -27,6 +30,12 @@ export interface Services {
   users: UserDirectory;
   mailer: Mailer;
   masker: Masker;
+  /** Audit search, history, timeline, investigations (issue 6). */
+  auditSearch: AuditSearch;
+  /** CSV export of audit searches, streamed, masked unless stepped up (issue 6). */
+  auditExport: AuditExporter;
+  /** The guide's audit retention policy, dry run and real run (issue 6). */
+  auditRetention: AuditRetention;
   /** Every alert goes through it: queued in the caller's transaction, delivered with retries (issue 7). */
   outbox: Outbox;
   /** Promotion requests: ask, review card, approve/reject, expiry, app-inserted requests (issue 4). */
@@ -68,6 +77,7 @@ export function createServices(deps: ServiceDeps): Services {
         timeoutMs: config.EMAIL_TIMEOUT_MS,
       }),
     masker: new Masker(config.ANONYMIZE_AUDIT_LOGS),
+    ...createAuditServices({ config, db, chat: deps.chat, logger: deps.logger }),
     outbox: new Outbox(db, deps.alertChat ?? deps.chat, deps.logger, {
       pollMs: config.OUTBOX_POLL_MS,
       maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,

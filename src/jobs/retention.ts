@@ -1,0 +1,25 @@
+import { retentionMessage } from '../services/audit-retention.js';
+import type { Services } from '../services/index.js';
+import { scheduleJob, type JobSpec } from './runner.js';
+
+/**
+ * Nightly audit retention (issue 6; DESIGN §4): the guide's policy — entries older than
+ * AUDIT_RETENTION_DAYS deleted except critical actions, snapshots older than
+ * AUDIT_SNAPSHOT_DAYS cleared — on RETENTION_CRON, once per tick across replicas.
+ * What it did is posted to ALERTS_CHANNEL when set (and always audited as `audit_retention`).
+ */
+export const retentionJob: JobSpec = {
+  name: 'audit-retention',
+  cron: '30 3 * * *',
+  run: async (services) => {
+    const report = await services.auditRetention.run(null);
+    services.logger.info({ job: 'audit-retention', deleted: report.logs, snapshotsCleared: report.snapshots }, 'audit retention applied');
+    const channel = services.config.ALERTS_CHANNEL;
+    if (channel) await services.chat.post(channel, retentionMessage(report, 'the nightly job'));
+  },
+};
+
+/** Registered in src/jobs/index.ts. */
+export function startRetentionJob(services: Services): () => Promise<void> {
+  return scheduleJob(services, { ...retentionJob, cron: services.config.RETENTION_CRON });
+}

@@ -1,0 +1,229 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { once } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
+import type { Db } from '../db/index.js';
+import { UserError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Message } from '../ui.js';
+import type { Config } from '../config.js';
+import { AuditRetention } from './audit-retention.js';
+import { AuditSearch, type AuditQuery, type AuditRow } from './audit-search.js';
+import { writeAudit } from './audit-writer.js';
+import type { Chat, PostedRef } from './chat.js';
+import { requireAdmin, type Actor } from './identity.js';
+import { Masker } from './masking.js';
+
+/**
+ * `/audit export`: the rows of a search as a CSV file uploaded to the conversation.
+ * Rows are read from the database in keyset batches and written to a private temporary
+ * file, which is then streamed to Slack: memory holds one batch, never the whole export.
+ * E-mails and IPs are masked unless the admin passed step-up (then the file goes to their
+ * DM only). Long exports post a progress message that is updated as batches arrive and
+ * finish with the row count. Every export is audited (`audit_export`: who, which filters).
+ */
+
+export const CSV_COLUMNS = [
+  'id',
+  'timestamp',
+  'actor',
+  'user_id',
+  'action',
+  'entity_type',
+  'entity_id',
+  'ip_address',
+  'details',
+  'before_state',
+  'after_state',
+] as const;
+
+export const MAX_EXPORT_ROWS = 1_000_000;
+
+/** One CSV cell (RFC 4180), neutralising spreadsheet formulas (`=`, `+`, `-`, `@` first). */
+export function csvCell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  let s = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
+  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export function csvLine(cells: unknown[]): string {
+  return `${cells.map(csvCell).join(',')}\r\n`;
+}
+
+/** A row as CSV, masked by `masker` (a disabled Masker for unmasked exports). */
+export function auditCsvLine(row: AuditRow, masker: Masker): string {
+  const json = (v: Record<string, unknown> | null) => (v ? masker.text(JSON.stringify(v)) : '');
+  return csvLine([
+    row.id,
+    row.timestamp.toISOString(),
+    row.actor ?? '',
+    row.user_id ?? '',
+    row.action,
+    row.entity_type ?? '',
+    row.entity_id ?? '',
+    masker.ip(row.ip_address),
+    json(row.details),
+    json(row.before_state),
+    json(row.after_state),
+  ]);
+}
+
+export interface ExportOptions {
+  /** Conversation the command came from (masked exports go there). */
+  channel?: string;
+  /** Step-up passed: unmasked, delivered to the admin's DM only. */
+  unmasked: boolean;
+  /** The filters as the admin typed them, for messages and the audit row. */
+  describe: string;
+}
+
+export interface ExportResult {
+  rows: number;
+  filename: string;
+  channel: string;
+  masked: boolean;
+  truncated: boolean;
+  /** Where the file went, for the admin's answer. */
+  where: 'conversation' | 'dm';
+}
+
+export class AuditExporter {
+  constructor(
+    private readonly deps: {
+      db: Db;
+      chat: Chat;
+      search: AuditSearch;
+      masker: Masker;
+      logger: Logger;
+      /** Rows between progress updates; exports bigger than this show progress. */
+      progressEvery?: number;
+      batchSize?: number;
+      maxRows?: number;
+    },
+  ) {}
+
+  async export(actor: Actor, query: AuditQuery, opts: ExportOptions): Promise<ExportResult> {
+    requireAdmin(actor, 'export the audit log');
+    const { db, chat, search, logger } = this.deps;
+    const progressEvery = this.deps.progressEvery ?? 5000;
+    const maxRows = this.deps.maxRows ?? MAX_EXPORT_ROWS;
+    const masker = opts.unmasked ? new Masker(false) : this.deps.masker;
+    const masked = masker.enabled;
+
+    // Validates the filters (unknown user, bad window) before anything is posted.
+    const { total, capped } = await search.count(query, progressEvery);
+
+    let channel = opts.channel;
+    let where: ExportResult['where'] = 'conversation';
+    let progress: PostedRef | undefined;
+    const started: Message = {
+      text: `:hourglass_flowing_sand: Exporting audit entries (${opts.describe})${masked ? '' : ', unmasked'}…`,
+    };
+    if (opts.unmasked) {
+      // Unmasked personal data never goes to a shared conversation.
+      progress = await chat.dm(actor.slack.userId, started);
+      channel = progress.channel;
+      where = 'dm';
+    } else if (!channel) {
+      throw new Error('export needs a conversation to upload to');
+    } else if (capped || total > progressEvery) {
+      progress = await chat.post(channel, started).catch((err) => {
+        logger.warn({ err }, 'could not post export progress');
+        return undefined;
+      });
+    }
+
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const filename = `audit-export-${stamp}.csv`;
+    const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'warden-export-'));
+    const file = path.join(dir, `${crypto.randomBytes(6).toString('hex')}.csv`);
+    let rows = 0;
+    let truncated = false;
+    try {
+      const out = fs.createWriteStream(file, { mode: 0o600 });
+      const write = async (chunk: string) => {
+        if (!out.write(chunk)) await once(out, 'drain');
+      };
+      try {
+        await write(csvLine([...CSV_COLUMNS]));
+        let nextProgress = progressEvery;
+        for await (const batch of search.batches(query, this.deps.batchSize ?? 1000)) {
+          let chunk = '';
+          for (const row of batch) {
+            if (rows >= maxRows) {
+              truncated = true;
+              break;
+            }
+            chunk += auditCsvLine(row, masker);
+            rows++;
+          }
+          await write(chunk);
+          if (truncated) break;
+          if (progress && rows >= nextProgress) {
+            nextProgress = rows + progressEvery;
+            await chat
+              .update(progress, { text: `:hourglass_flowing_sand: Exporting audit entries (${opts.describe})… ${rows.toLocaleString('en-US')} rows so far` })
+              .catch((err) => logger.warn({ err }, 'could not update export progress'));
+          }
+        }
+      } finally {
+        out.end();
+        await once(out, 'close');
+      }
+
+      const summary = `${rows.toLocaleString('en-US')} audit ${rows === 1 ? 'entry' : 'entries'} (${opts.describe})${masked ? ', e-mails and IPs masked' : ', UNMASKED'}${
+        truncated ? `, stopped at the ${maxRows.toLocaleString('en-US')}-row limit` : ''
+      }`;
+      try {
+        await chat.upload(channel!, { filename, title: filename, path: file, comment: `Audit export: ${summary}` });
+      } catch (e) {
+        const code = (e as { data?: { error?: string } }).data?.error;
+        if (!code) throw e;
+        throw new UserError(
+          `Slack refused the file (\`${code}\`). Invite Warden to this conversation, or run the export in a direct message with Warden.`,
+        );
+      }
+      await db.tx((q) =>
+        writeAudit(q, actor, {
+          action: 'audit_export',
+          entityType: 'audit_log',
+          details: { filters: opts.describe, query, rows, masked, truncated, delivered_to: where },
+        }),
+      );
+      if (progress) {
+        await chat
+          .update(progress, { text: `:white_check_mark: Exported ${summary} as \`${filename}\`.` })
+          .catch((err) => logger.warn({ err }, 'could not update export progress'));
+      }
+      return { rows, filename, channel: channel!, masked, truncated, where };
+    } catch (e) {
+      if (progress) {
+        await chat.update(progress, { text: `:x: The audit export (${opts.describe}) failed after ${rows.toLocaleString('en-US')} rows.` }).catch(() => {});
+      }
+      throw e;
+    } finally {
+      await fs.promises.rm(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** The audit services of issue 6, for createServices (src/services/index.ts). */
+export function createAuditServices(deps: { config: Config; db: Db; chat: Chat; logger: Logger }) {
+  const auditSearch = new AuditSearch(deps.db);
+  return {
+    auditSearch,
+    auditExport: new AuditExporter({
+      db: deps.db,
+      chat: deps.chat,
+      search: auditSearch,
+      masker: new Masker(deps.config.ANONYMIZE_AUDIT_LOGS),
+      logger: deps.logger,
+    }),
+    auditRetention: new AuditRetention(deps.db, {
+      retentionDays: deps.config.AUDIT_RETENTION_DAYS,
+      snapshotDays: deps.config.AUDIT_SNAPSHOT_DAYS,
+    }),
+  };
+}

@@ -1,0 +1,153 @@
+import type { Db } from '../db/index.js';
+import type { Message } from '../ui.js';
+import { CRITICAL_ACTIONS } from './audit-search.js';
+import { writeAudit } from './audit-writer.js';
+import type { Actor } from './identity.js';
+import { requireAdmin } from './identity.js';
+
+/**
+ * The guide's "Audit Log Retention": delete entries older than AUDIT_RETENTION_DAYS (90)
+ * except critical actions (kept indefinitely; `user_deleted` and `delete_user` both count),
+ * then clear before/after snapshots older than AUDIT_SNAPSHOT_DAYS (30).
+ *
+ * The dry run counts exactly what the real run will do (same cut-offs, same order: the
+ * deleted rows are not counted again as cleared snapshots). The real run works in batches,
+ * each its own short transaction, so millions of rows never sit in one long lock or one
+ * embedded-database transaction; it ends with one `audit_retention` audit row with the counts.
+ */
+
+export interface RetentionPlan {
+  retentionDays: number;
+  snapshotDays: number;
+  deleteBefore: Date;
+  clearSnapshotsBefore: Date;
+  critical: string[];
+}
+
+export interface RetentionCounts {
+  logs: number;
+  snapshots: number;
+}
+
+export interface RetentionReport extends RetentionPlan {
+  dryRun: boolean;
+  /** dry run: what would be deleted / cleared; real run: what was. */
+  logs: number;
+  snapshots: number;
+}
+
+const BATCH = 5000;
+
+export class AuditRetention {
+  constructor(
+    private readonly db: Db,
+    private readonly opts: { retentionDays: number; snapshotDays: number; batchSize?: number },
+  ) {}
+
+  plan(now = new Date()): RetentionPlan {
+    return {
+      retentionDays: this.opts.retentionDays,
+      snapshotDays: this.opts.snapshotDays,
+      deleteBefore: new Date(now.getTime() - this.opts.retentionDays * 86400_000),
+      clearSnapshotsBefore: new Date(now.getTime() - this.opts.snapshotDays * 86400_000),
+      critical: [...CRITICAL_ACTIONS],
+    };
+  }
+
+  /** What a run would do now. */
+  async dryRun(now = new Date()): Promise<RetentionReport> {
+    const plan = this.plan(now);
+    const { rows } = await this.db.query<{ logs: number; snapshots: number }>(
+      `SELECT
+         (SELECT count(*)::int FROM audit_log WHERE "timestamp" < $1 AND action <> ALL($3::text[])) AS logs,
+         (SELECT count(*)::int FROM audit_log
+           WHERE "timestamp" < $2
+             AND (before_state IS NOT NULL OR after_state IS NOT NULL)
+             AND NOT ("timestamp" < $1 AND action <> ALL($3::text[]))) AS snapshots`,
+      [plan.deleteBefore.toISOString(), plan.clearSnapshotsBefore.toISOString(), plan.critical],
+    );
+    return { ...plan, dryRun: true, logs: rows[0].logs, snapshots: rows[0].snapshots };
+  }
+
+  /** Deletes and clears; `actor` null for the nightly job. */
+  async run(actor: Actor | null, now = new Date()): Promise<RetentionReport> {
+    if (actor) requireAdmin(actor, 'apply the audit retention policy');
+    const plan = this.plan(now);
+    const batch = this.opts.batchSize ?? BATCH;
+    const deleteBefore = plan.deleteBefore.toISOString();
+    const clearBefore = plan.clearSnapshotsBefore.toISOString();
+    let logs = 0;
+    let snapshots = 0;
+    try {
+      for (;;) {
+        const r = await this.db.tx((q) =>
+          q.query(
+            `DELETE FROM audit_log WHERE id IN (
+               SELECT id FROM audit_log WHERE "timestamp" < $1 AND action <> ALL($2::text[]) LIMIT $3)`,
+            [deleteBefore, plan.critical, batch],
+          ),
+        );
+        logs += r.rowCount;
+        if (r.rowCount < batch) break;
+      }
+      for (;;) {
+        const r = await this.db.tx((q) =>
+          q.query(
+            `UPDATE audit_log SET before_state = NULL, after_state = NULL WHERE id IN (
+               SELECT id FROM audit_log
+                WHERE "timestamp" < $1 AND (before_state IS NOT NULL OR after_state IS NOT NULL) LIMIT $2)`,
+            [clearBefore, batch],
+          ),
+        );
+        snapshots += r.rowCount;
+        if (r.rowCount < batch) break;
+      }
+    } finally {
+      // Recorded even when a batch failed part-way: what was done stays accounted for.
+      await this.db.tx((q) =>
+        writeAudit(q, actor, {
+          action: 'audit_retention',
+          entityType: 'audit_log',
+          details: {
+            ...(actor ? {} : { by: 'scheduled job' }),
+            logs_deleted: logs,
+            snapshots_cleared: snapshots,
+            retention_days: plan.retentionDays,
+            snapshot_days: plan.snapshotDays,
+            deleted_before: deleteBefore,
+            snapshots_cleared_before: clearBefore,
+          },
+        }),
+      );
+    }
+    return { ...plan, dryRun: false, logs, snapshots };
+  }
+}
+
+const n = (x: number) => x.toLocaleString('en-US');
+const day = (d: Date) => d.toISOString().slice(0, 10);
+
+/** The report shown by `/audit retention` and posted by the nightly job. */
+export function retentionMessage(r: RetentionReport, by?: string): Message {
+  const lines = r.dryRun
+    ? [
+        `*Audit retention — dry run* (nothing was changed)`,
+        `• Would delete *${n(r.logs)}* ${r.logs === 1 ? 'entry' : 'entries'} older than ${r.retentionDays} days (before ${day(r.deleteBefore)})`,
+        `• Would clear before/after snapshots of *${n(r.snapshots)}* ${r.snapshots === 1 ? 'entry' : 'entries'} older than ${r.snapshotDays} days (before ${day(r.clearSnapshotsBefore)})`,
+        `• Kept whatever their age: ${r.critical.map((a) => `\`${a}\``).join(', ')}`,
+        'Run `/audit retention` to apply it.',
+      ]
+    : [
+        `*Audit retention applied*${by ? ` by ${by}` : ''}`,
+        `• Deleted *${n(r.logs)}* ${r.logs === 1 ? 'entry' : 'entries'} older than ${r.retentionDays} days (before ${day(r.deleteBefore)})`,
+        `• Cleared before/after snapshots of *${n(r.snapshots)}* ${r.snapshots === 1 ? 'entry' : 'entries'} older than ${r.snapshotDays} days (before ${day(r.clearSnapshotsBefore)})`,
+        `• Kept whatever their age: ${r.critical.map((a) => `\`${a}\``).join(', ')}`,
+      ];
+  const text = lines.join('\n');
+  return {
+    text: r.dryRun
+      ? `Audit retention dry run: would delete ${n(r.logs)} entries and clear ${n(r.snapshots)} snapshots`
+      : `Audit retention: deleted ${n(r.logs)} entries and cleared ${n(r.snapshots)} snapshots`,
+    blocks: [{ type: 'text', text }],
+  };
+}
