@@ -130,7 +130,16 @@ async function main() {
     return reply;
   };
 
-  const rl = scripted ? undefined : readline.createInterface({ input: process.stdin, output: process.stdout });
+  // One line iterator serves the prompt and the modal questions, so piped input works too.
+  const rl = scripted ? undefined : readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const lineIterator = rl?.[Symbol.asyncIterator]();
+  const ask = async (question: string): Promise<string> => {
+    process.stdout.write(question);
+    const next = await lineIterator!.next();
+    if (next.done) throw new EndOfInput();
+    if (!process.stdin.isTTY) process.stdout.write(`${next.value}\n`);
+    return next.value;
+  };
 
   /** Shows a modal Warden opened and asks its fields at prompts, until it is accepted or cancelled. */
   const fillModal = async (view: any): Promise<void> => {
@@ -151,19 +160,19 @@ async function main() {
         if (b.hint?.text) console.log(`│ ${renderer.mrkdwn(b.hint.text)}`);
         if (el.type === 'plain_text_input') {
           const initial = el.initial_value ? ` [${el.initial_value}]` : '';
-          const answer = (await rl.question(`│ ${label}${initial}: `)).trim();
+          const answer = (await ask(`│ ${label}${initial}: `)).trim();
           if (answer === 'cancel') return void console.log('└─ cancelled');
           values[b.block_id] = answer || el.initial_value || undefined;
         } else {
           const opts = el.options ?? [];
           opts.forEach((o: any, idx: number) => console.log(`│   ${idx + 1}. ${o.text.text}`));
           const multi = el.type === 'checkboxes';
-          const answer = (await rl.question(`│ ${label}${multi ? ' (numbers, comma-separated)' : ' (number)'}: `)).trim();
+          const answer = (await ask(`│ ${label}${multi ? ' (numbers, comma-separated)' : ' (number)'}: `)).trim();
           if (answer === 'cancel') return void console.log('└─ cancelled');
           const picked = answer
             .split(/[,\s]+/)
             .filter(Boolean)
-            .map((x) => opts[Number(x) - 1]?.value)
+            .map((x: string) => opts[Number(x) - 1]?.value)
             .filter(Boolean);
           values[b.block_id] = multi ? picked : picked[0] ?? el.initial_option?.value;
         }
@@ -196,7 +205,7 @@ async function main() {
     const [word, ...rest] = line.trim().split(/\s+/);
     if (!word) return true;
     if (word.startsWith('/')) {
-      console.log(`\n${actingAs}> ${line.trim()}`);
+      if (scripted) console.log(`\n${actingAs}> ${line.trim()}`);
       await handleReply(await settle(await driver.command(actingAs, line)));
       return true;
     }
@@ -259,17 +268,19 @@ async function main() {
   console.log(`Warden console — acting as ${actingAs}. Type help for commands, /users list role:admin to start.`);
   await settle();
   flush();
-  rl!.on('close', () => void shutdown(0));
   for (;;) {
-    const line = await rl!.question('\n> ').catch(() => 'quit');
     try {
-      if (!(await run(line))) break;
+      if (!(await run(await ask(`\n${actingAs}> `)))) break;
     } catch (e) {
+      if (e instanceof EndOfInput) break;
       console.log(`Console error: ${(e as Error).message}`);
     }
   }
   rl!.close();
+  await shutdown(0);
 }
+
+class EndOfInput extends Error {}
 
 main().catch((e) => {
   console.error(`Console failed: ${(e as Error).message}`);
