@@ -52,6 +52,16 @@ CREATE TABLE IF NOT EXISTS warden_lockout_alert (
 );
 CREATE INDEX IF NOT EXISTS idx_lockout_alert_user ON warden_lockout_alert (user_id, created_at DESC);
 
+-- Every lockout event already handled (posted, or merged into the alert of the same
+-- episode): 'audit:<audit_log.id>' or 'user:<warden_lock_event.id>'. Makes the scans
+-- idempotent, so recent rows can be re-read safely (late commits with lower ids).
+CREATE TABLE IF NOT EXISTS warden_lockout_source (
+    source      text PRIMARY KEY,
+    alert_id    bigint,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS idx_lockout_source_created ON warden_lockout_source (created_at);
+
 -- Lockouts set directly on "user".locked_until (without an audit row) are recorded here by
 -- the trigger below, so that a cursor can catch them up after Warden was down.
 CREATE TABLE IF NOT EXISTS warden_lock_event (
