@@ -1,10 +1,11 @@
 import { auditCommand } from './audit.js';
 import type { CommandModule, InteractionModule } from './types.js';
 import { promotionsCommand } from './promotions.js';
+import { twofaCommand } from './twofa.js';
 import { usersCommand } from './users.js';
 
 /** Every slash command Warden registers (keep manifest.yml in step). */
-export const commands: CommandModule[] = [usersCommand, promotionsCommand, auditCommand];
+export const commands: CommandModule[] = [usersCommand, promotionsCommand, twofaCommand, auditCommand];
 
 /** Interaction handlers that belong to no slash command (alert buttons, App Home). */
 export const interactionModules: InteractionModule[] = [];

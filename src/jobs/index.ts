@@ -2,6 +2,7 @@ import type { Services } from '../services/index.js';
 import { startRetentionJob } from './retention.js';
 import { alertJobStarters } from './alerts.js';
 import { startPromotionJobs } from './promotions.js';
+import { startTwofaJobs } from './twofa.js';
 
 /**
  * Scheduled jobs (node-cron), each a thin call into a service, run once per tick across
@@ -9,7 +10,7 @@ import { startPromotionJobs } from './promotions.js';
  */
 export type JobStarter = (services: Services) => Promise<() => Promise<void>> | (() => Promise<void>);
 
-export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs, startRetentionJob];
+export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs, startTwofaJobs, startRetentionJob];
 
 export async function startJobs(services: Services): Promise<() => Promise<void>> {
   const stops: (() => Promise<void>)[] = [];

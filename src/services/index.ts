@@ -12,6 +12,8 @@ import { Masker } from './masking.js';
 import { Outbox } from './outbox.js';
 import { PromotionService } from './promotions.js';
 import { StepUpService } from './step-up.js';
+import { TwoFaRecoveryService } from './twofa-recovery.js';
+import { TwoFaReports } from './twofa-reports.js';
 import { UserDirectory } from './users.js';
 import { UserAdminService } from './user-admin.js';
 
@@ -40,6 +42,10 @@ export interface Services {
   outbox: Outbox;
   /** Promotion requests: ask, review card, approve/reject, expiry, app-inserted requests (issue 4). */
   promotions: PromotionService;
+  /** 2FA recovery: identity checks, one-time codes, second-admin approval, expiry (issue 5). */
+  twofaRecovery: TwoFaRecoveryService;
+  /** 2FA reports of the guide: status, adoption, admins without 2FA (+ reminders), failures (issue 5). */
+  twofaReports: TwoFaReports;
   /** Write side of /users: create, edit, role, unlock, password resets, delete, link (issue 3). */
   userAdmin: UserAdminService;
 }
@@ -82,9 +88,11 @@ export function createServices(deps: ServiceDeps): Services {
       pollMs: config.OUTBOX_POLL_MS,
       maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
     }),
-  } satisfies Omit<Services, 'promotions' | 'userAdmin'>;
-  return {
+  } satisfies Omit<Services, 'promotions' | 'twofaRecovery' | 'twofaReports' | 'userAdmin'>;
+  const all: Services = {
     ...services,
+    twofaRecovery: new TwoFaRecoveryService(() => all),
+    twofaReports: new TwoFaReports(() => all),
     userAdmin: new UserAdminService({
       db,
       mailer: services.mailer,
@@ -103,4 +111,5 @@ export function createServices(deps: ServiceDeps): Services {
       logger: services.logger,
     }),
   };
+  return all;
 }

@@ -458,7 +458,10 @@ export class TwoFaRecoveryService {
         errors[c] = `${CHECK_LABELS[c]} was not chosen for this recovery.`;
         continue;
       }
-      if (r.checks[c].result === 'passed') continue;
+      if (r.checks[c].result === 'passed') {
+        errors[c] = `${CHECK_LABELS[c]} already passed; its code cannot be used again.`;
+        continue;
+      }
       const code = normalizeCode(entered[c]!);
       if (!new RegExp(`^\\d{${CODE_DIGITS}}$`).test(code)) {
         errors[c] = `Enter the ${CODE_DIGITS}-digit code the user reads to you.`;

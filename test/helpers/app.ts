@@ -2,7 +2,7 @@ import net from 'node:net';
 import { startWarden, type Warden } from '../../src/bootstrap.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Db } from '../../src/db/index.js';
-import { silentLogger } from '../../src/logger.js';
+import { silentLogger, type Logger } from '../../src/logger.js';
 import type { Mailer } from '../../src/services/mailer.js';
 import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
 import { SlackDriver } from '../../src/slack/sim/driver.js';
@@ -42,6 +42,8 @@ export async function startTestApp(opts: {
   mailer?: Mailer;
   fake?: FakeSlack;
   jobs?: boolean;
+  /** Capture log lines (e.g. a pino logger writing to a stream); silent by default. */
+  logger?: Logger;
 }): Promise<TestApp> {
   const fake = opts.fake ?? (await new FakeSlack().start());
   const port = await freePort();
@@ -56,7 +58,7 @@ export async function startTestApp(opts: {
   });
   const warden = await startWarden({
     config,
-    logger: silentLogger(),
+    logger: opts.logger ?? silentLogger(),
     db: opts.db,
     store: opts.store,
     mailer: opts.mailer,
