@@ -1,0 +1,39 @@
+import type { HealthReport } from '../services/health.js';
+import type { Services } from '../services/index.js';
+import type { ObserveOutcome } from '../services/incidents.js';
+import { scheduleJob, type JobSpec } from './runner.js';
+
+/**
+ * The health job (HEALTH_CRON, every minute by default), once per tick across replicas:
+ * measure every component, store a pool sample for the `/health pool` trend, and move the
+ * incident lifecycle on (open → update/thread → resolve), posting through the outbox.
+ */
+export async function healthTick(services: Services): Promise<{ report: HealthReport; outcome: ObserveOutcome }> {
+  const report = await services.health.evaluate();
+  const db = report.components.find((c) => c.key === 'database');
+  const f = db?.figures;
+  if (f && typeof f.pool_percent === 'number' && typeof f.pool_in_use === 'number' && typeof f.max_connections === 'number') {
+    await services.health
+      .recordPoolSample({ inUse: f.pool_in_use, max: f.max_connections, percent: f.pool_percent, own: services.db.poolStats() })
+      .catch((err) => services.logger.warn({ err }, 'could not store a pool sample'));
+  }
+  const outcome = await services.incidents.observe(report);
+  return { report, outcome };
+}
+
+export const HEALTH_JOB_NAME = 'health';
+
+export function healthJob(cron: string): JobSpec {
+  return {
+    name: HEALTH_JOB_NAME,
+    cron,
+    run: async (services) => {
+      await healthTick(services);
+    },
+  };
+}
+
+/** Registered in src/jobs/index.ts. */
+export function startHealthJob(services: Services): () => Promise<void> {
+  return scheduleJob(services, healthJob(services.config.HEALTH_CRON));
+}
