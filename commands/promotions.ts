@@ -182,10 +182,11 @@ async function decide(ctx: InteractionContext, id: number, fn: () => Promise<Pro
     return { kind: 'close', notice: { text: done(view) }, ...(fromElsewhere ? { updateSource: updated } : {}) };
   } catch (e) {
     if (e instanceof ConflictError) {
-      await ctx.services.promotions
+      // Make sure the channel card shows the outcome; not awaited (the submission must be answered fast).
+      void ctx.services.promotions
         .load(id)
         .then((v) => ctx.services.promotions.refreshCard(v))
-        .catch(() => {});
+        .catch((err) => ctx.services.logger.warn({ err, request: id }, 'could not refresh a stale promotion card'));
       return { kind: 'close', notice: { text: `:information_source: ${e.message}` } };
     }
     throw e;

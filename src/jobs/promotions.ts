@@ -5,7 +5,8 @@ import { scheduleJob, type JobSpec } from './runner.js';
  * Promotion review jobs (issue 4), each a thin call into PromotionService, run once per
  * tick across replicas by the job runner:
  * - poll: posts a review card for requests the web application inserted into
- *   promotion_request itself (cursor in warden_cursor) and retries cards whose post failed;
+ *   promotion_request itself (cursor in warden_cursor), retries cards whose post failed, and
+ *   re-renders cards whose request was decided elsewhere (the web dashboard);
  * - expiry: expires pending requests older than PROMOTION_TTL (card updated, requester told).
  */
 export const promotionPollJob: JobSpec = {
@@ -13,7 +14,7 @@ export const promotionPollJob: JobSpec = {
   cron: '*/15 * * * * *',
   run: async (services) => {
     const r = await services.promotions.pollNew();
-    if (r.posted || r.retried) services.logger.info({ job: 'promotions-poll', ...r }, 'promotion cards posted');
+    if (r.posted || r.retried || r.synced) services.logger.info({ job: 'promotions-poll', ...r }, 'promotion cards posted');
   },
 };
 

@@ -91,6 +91,8 @@ export interface PollResult {
   scanned: number;
   posted: number;
   retried: number;
+  /** Cards re-rendered because their request changed elsewhere. */
+  synced: number;
   cursor: number;
 }
 
@@ -353,7 +355,8 @@ export class PromotionService {
     });
     if (!decided) return this.lostRace(id);
     const view = await this.load(id);
-    await this.afterDecision(view);
+    // Slack wants the modal submission answered within 3 s: the card and the DM go out after.
+    this.inBackground(this.afterDecision(view));
     return view;
   }
 
@@ -405,7 +408,8 @@ export class PromotionService {
     });
     if (!decided) return this.lostRace(id);
     const view = await this.load(id);
-    await this.afterDecision(view);
+    // Slack wants the modal submission answered within 3 s: the card and the DM go out after.
+    this.inBackground(this.afterDecision(view));
     return view;
   }
 
@@ -417,6 +421,18 @@ export class PromotionService {
       view = await this.load(id);
     }
     throw new ConflictError(decidedText(view));
+  }
+
+  private readonly pending = new Set<Promise<void>>();
+
+  private inBackground(p: Promise<void>): void {
+    const tracked = p.catch((err) => this.deps.logger.warn({ err }, 'promotion announcement failed')).finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+  }
+
+  /** Resolves when announcements (card updates, DMs) started by decisions have finished. */
+  async idle(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
   }
 
   // ── Expiry ───────────────────────────────────────────────────────────────────────────
@@ -466,7 +482,7 @@ export class PromotionService {
   async pollNew(): Promise<PollResult> {
     const channel = this.deps.config.APPROVALS_CHANNEL;
     const cursor = await this.cursor();
-    if (!channel) return { scanned: 0, posted: 0, retried: 0, cursor };
+    if (!channel) return { scanned: 0, posted: 0, retried: 0, synced: 0, cursor };
     const { rows } = await this.db.query<{ id: number; status: string; has_card: boolean }>(
       `SELECT r.id, r.status, (c.request_id IS NOT NULL) AS has_card
          FROM promotion_request r LEFT JOIN warden_promotion_card c ON c.request_id = r.id
@@ -502,7 +518,8 @@ export class PromotionService {
       );
     }
     const retried = await this.retryUnposted();
-    return { scanned: rows.length, posted, retried, cursor: maxId };
+    const synced = await this.syncCards();
+    return { scanned: rows.length, posted, retried, synced, cursor: maxId };
   }
 
   async cursor(): Promise<number> {
@@ -537,11 +554,10 @@ export class PromotionService {
     const channel = this.deps.config.APPROVALS_CHANNEL!;
     const view = await this.load(id);
     const ref = await this.deps.chat.post(channel, renderCard(view, this.deps.masker, this.ttl));
-    await this.db.query('UPDATE warden_promotion_card SET channel = $2, ts = $3, posted_at = now() WHERE request_id = $1', [
-      id,
-      ref.channel,
-      ref.ts,
-    ]);
+    await this.db.query(
+      'UPDATE warden_promotion_card SET channel = $2, ts = $3, posted_at = now(), rendered_status = $4 WHERE request_id = $1',
+      [id, ref.channel, ref.ts, view.request.status],
+    );
     return ref;
   }
 
@@ -549,6 +565,30 @@ export class PromotionService {
   async refreshCard(view: PromotionView): Promise<void> {
     if (!view.card) return;
     await this.deps.chat.update(view.card, renderCard(view, this.deps.masker, this.ttl));
+    await this.db.query('UPDATE warden_promotion_card SET rendered_status = $2 WHERE request_id = $1', [view.request.id, view.request.status]);
+  }
+
+  /**
+   * Cards whose request changed without Warden updating them (decided in the web dashboard,
+   * or the update after a decision was lost): re-rendered so the card agrees with the database.
+   */
+  async syncCards(): Promise<number> {
+    const { rows } = await this.db.query<{ request_id: number }>(
+      `SELECT c.request_id FROM warden_promotion_card c JOIN promotion_request r ON r.id = c.request_id
+        WHERE c.posted_at IS NOT NULL AND c.rendered_status IS DISTINCT FROM r.status
+        ORDER BY c.request_id LIMIT $1`,
+      [POLL_BATCH],
+    );
+    let n = 0;
+    for (const r of rows) {
+      try {
+        await this.refreshCard(await this.load(r.request_id));
+        n++;
+      } catch (err) {
+        this.deps.logger.warn({ err, request: r.request_id }, 'could not re-render a promotion card; will retry');
+      }
+    }
+    return n;
   }
 
   /** After a decision committed: the card updated in place and the requester told by DM. Never throws. */

@@ -36,6 +36,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await t?.warden.services.promotions.idle();
   await t?.stop();
   await fake?.stop();
   await store?.close();
@@ -108,6 +109,26 @@ describe('requests inserted by the application', () => {
     expect(sub.ack).toBeNull();
     expect((await db.query<any>('SELECT role FROM "user" WHERE id = $1', [lee.id])).rows[0].role).toBe('admin');
     expect((await db.query<any>('SELECT status FROM promotion_request WHERE id = $1', [id])).rows[0].status).toBe('approved');
+  });
+});
+
+describe('decisions made outside Slack', () => {
+  it('a request decided in the web dashboard: the next poll updates the card, once', async () => {
+    const pat = await createUser(db, { username: 'pat', role: 'biller', area: null });
+    const id = await appInserts(pat.id, 'Decided in the dashboard, not in Slack');
+    await runJobOnce(t.warden.services, promotionPollJob);
+    const { rows } = await db.query<{ ts: string }>('SELECT ts FROM warden_promotion_card WHERE request_id = $1', [id]);
+    const since = fake.calls.length;
+    await db.query(
+      `UPDATE promotion_request SET status = 'rejected', reviewed_by = $2, reviewed_at = now(), rejection_reason = 'Rejected on the dashboard by alice' WHERE id = $1`,
+      [id, alice.id],
+    );
+    await runJobOnce(t.warden.services, promotionPollJob);
+    await runJobOnce(t.warden.services, promotionPollJob);
+    const updates = fake.calls.slice(since).filter((c) => c.method === 'chat.update' && c.args.ts === rows[0].ts);
+    expect(updates).toHaveLength(1);
+    expect(textOf(updates[0].args)).toMatch(/Rejected by <@U_ALICE> \(alice\) at \d\d:\d\d UTC .* — Rejected on the dashboard by alice/);
+    expect(buttonsOf(updates[0].args.blocks)).toEqual([]);
   });
 });
 

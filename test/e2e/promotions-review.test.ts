@@ -64,6 +64,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await t?.warden.services.promotions.idle();
   await t?.stop();
   await store?.close();
   await cleanup?.();
