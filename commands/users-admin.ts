@@ -526,12 +526,13 @@ const linkSchema = z
     username: usernameSchema,
     slack: z
       .string()
-      .transform((s) => /^<@([UW][A-Z0-9]+)>$/.exec(s)?.[1] ?? s)
-      .pipe(z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'mention the Slack user, e.g. @bob')),
+      // `<@U123>` or `<@U123|name>` as Slack sends a mention (the grammar unwraps most of them), or a bare id.
+      .transform((s) => /^<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>$/.exec(s)?.[1] ?? s)
+      .pipe(z.string().regex(/^[UW][A-Z0-9_]{2,20}$/, 'mention the Slack user, e.g. @bob')),
   })
   .strict();
 
-const linkMetaSchema = z.object({ u: usernameSchema, s: z.string().regex(/^[UW][A-Z0-9]{2,20}$/) });
+const linkMetaSchema = z.object({ u: usernameSchema, s: z.string().regex(/^[UW][A-Z0-9_]{2,20}$/) });
 
 const link: Subcommand<z.infer<typeof linkSchema>> = {
   name: 'link',

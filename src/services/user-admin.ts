@@ -95,7 +95,7 @@ const areaSchema = z
   .max(64, 'A dispatch area has 2–64 characters.')
   .regex(/^[\p{L}\p{N}][\p{L}\p{N} ._-]*$/u, 'A dispatch area is a name like lucknow or indore (letters, digits, spaces, . _ -).');
 
-const slackUserSchema = z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'Mention the Slack user, e.g. @bob.');
+const slackUserSchema = z.string().regex(/^[UW][A-Z0-9_]{2,20}$/, 'Mention the Slack user, e.g. @bob.');
 
 function firstIssue(result: { success: boolean; error?: z.ZodError }): string {
   return result.error?.issues[0]?.message ?? 'Invalid value.';
