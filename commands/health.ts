@@ -124,7 +124,7 @@ export function renderPool(p: PoolReport): Message {
       : `${ARROWS['not enough samples']} not enough samples yet (${t.samples.length}); the health job stores one each run.`;
   blocks.push({ type: 'text', text: `*Trend (last 10 minutes)*\n${trendText}` });
   if (p.reading) blocks.push({ type: 'text', text: `*Recommendation:* ${p.recommendation}` });
-  blocks.push({ type: 'context', text: legend });
+  blocks.push({ type: 'context', text: md.escape(legend) });
   return { text: p.reading ? `Connection pool ${p.reading.percent}% (${p.band})` : 'Connection pool: unknown', blocks };
 }
 

@@ -103,6 +103,10 @@ export const configSchema = z.object({
   DB_QUERY_UNHEALTHY_MS: int(500),
   POOL_DEGRADED_PERCENT: int(80, 1, 100),
   POOL_UNHEALTHY_PERCENT: int(95, 1, 100),
+  // Connection pool dashboard bands (seed: <70 healthy, 70–85 warning, 85–95 critical, >95 danger)
+  POOL_WARNING_PERCENT: int(70, 1, 100),
+  POOL_CRITICAL_PERCENT: int(85, 1, 100),
+  POOL_DANGER_PERCENT: int(95, 1, 100),
   CACHE_DEGRADED_HIT_RATE: int(60, 0, 100),
   CACHE_UNHEALTHY_HIT_RATE: int(30, 0, 100),
   AUDIT_QUERY_DEGRADED_MS: int(200),

@@ -1,6 +1,7 @@
 import type { Services } from '../services/index.js';
 import { startRetentionJob } from './retention.js';
 import { alertJobStarters } from './alerts.js';
+import { startHealthJob } from './health.js';
 import { startPromotionJobs } from './promotions.js';
 import { startTwofaJobs } from './twofa.js';
 
@@ -10,7 +11,7 @@ import { startTwofaJobs } from './twofa.js';
  */
 export type JobStarter = (services: Services) => Promise<() => Promise<void>> | (() => Promise<void>);
 
-export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs, startTwofaJobs, startRetentionJob];
+export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs, startTwofaJobs, startHealthJob, startRetentionJob];
 
 export async function startJobs(services: Services): Promise<() => Promise<void>> {
   const stops: (() => Promise<void>)[] = [];

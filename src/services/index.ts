@@ -7,7 +7,9 @@ import type { AuditRetention } from './audit-retention.js';
 import type { AuditSearch } from './audit-search.js';
 import type { Chat } from './chat.js';
 import { IdentityService, type SlackDirectory } from './identity.js';
+import { HealthService } from './health.js';
 import { HttpMailer, type Mailer } from './mailer.js';
+import { IncidentService } from './incidents.js';
 import { Masker } from './masking.js';
 import { Outbox } from './outbox.js';
 import { PromotionService } from './promotions.js';
@@ -42,6 +44,10 @@ export interface Services {
   outbox: Outbox;
   /** Promotion requests: ask, review card, approve/reject, expiry, app-inserted requests (issue 4). */
   promotions: PromotionService;
+  /** System health: components vs the seed's thresholds, pool samples, job staleness (issue 7). */
+  health: HealthService;
+  /** Health incidents: one alert message per incident, updated, threaded, acknowledged, resolved (issue 7). */
+  incidents: IncidentService;
   /** 2FA recovery: identity checks, one-time codes, second-admin approval, expiry (issue 5). */
   twofaRecovery: TwoFaRecoveryService;
   /** 2FA reports of the guide: status, adoption, admins without 2FA (+ reminders), failures (issue 5). */
@@ -88,9 +94,11 @@ export function createServices(deps: ServiceDeps): Services {
       pollMs: config.OUTBOX_POLL_MS,
       maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
     }),
-  } satisfies Omit<Services, 'promotions' | 'twofaRecovery' | 'twofaReports' | 'userAdmin'>;
+  } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin'>;
   const all: Services = {
     ...services,
+    health: new HealthService(() => all),
+    incidents: new IncidentService(() => all),
     twofaRecovery: new TwoFaRecoveryService(() => all),
     twofaReports: new TwoFaReports(() => all),
     userAdmin: new UserAdminService({

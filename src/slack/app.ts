@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import { pendingMigrations } from '../db/migrate.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services/index.js';
+import { registerHome } from './home.js';
 import { registerRoutes } from './router.js';
 
 /** Bolt's Logger interface over pino, so Bolt's own lines get the same redaction. */
@@ -107,6 +108,7 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
     clientOptions: { slackApiUrl: config.SLACK_API_URL },
   });
   registerRoutes(app, { services, commands: opts.commands, interactionModules: opts.interactionModules, logger });
+  registerHome(app, services, logger);
   app.error(async (error) => {
     logger.error({ err: error }, 'unhandled Bolt error');
   });
