@@ -13,9 +13,6 @@ CREATE TABLE IF NOT EXISTS warden_promotion_card (
     posted_at         timestamptz,
     -- The Slack user who decided, so the card and stale clicks can name them (<@U…>).
     decided_by_slack  text,
-    -- The request status the card last showed: the poll job re-renders cards whose request
-    -- changed elsewhere (decided in the web dashboard, or an update lost to a crash).
-    rendered_status   text,
     attempts          integer NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS idx_promotion_card_unposted ON warden_promotion_card (claimed_at) WHERE posted_at IS NULL;
