@@ -1,3 +1,4 @@
+import { alertsInteractions } from './alerts.js';
 import { auditCommand } from './audit.js';
 import type { CommandModule, InteractionModule } from './types.js';
 import { healthCommand } from './health.js';
@@ -9,4 +10,4 @@ import { usersCommand } from './users.js';
 export const commands: CommandModule[] = [usersCommand, promotionsCommand, twofaCommand, healthCommand, auditCommand];
 
 /** Interaction handlers that belong to no slash command (alert buttons, App Home). */
-export const interactionModules: InteractionModule[] = [];
+export const interactionModules: InteractionModule[] = [alertsInteractions];

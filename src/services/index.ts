@@ -12,6 +12,9 @@ import { HttpMailer, type Mailer } from './mailer.js';
 import { IncidentService } from './incidents.js';
 import { Masker } from './masking.js';
 import { Outbox } from './outbox.js';
+import { BurstAlerts } from './bursts.js';
+import { Digests } from './digests.js';
+import { LockoutAlerts } from './lockouts.js';
 import { PromotionService } from './promotions.js';
 import { StepUpService } from './step-up.js';
 import { TwoFaRecoveryService } from './twofa-recovery.js';
@@ -42,6 +45,12 @@ export interface Services {
   auditRetention: AuditRetention;
   /** Every alert goes through it: queued in the caller's transaction, delivered with retries (issue 7). */
   outbox: Outbox;
+  /** Lockout alerts to SECURITY_CHANNEL within seconds: NOTIFY + cursor catch-up (issue 7). */
+  lockouts: LockoutAlerts;
+  /** Failed-login bursts and 2FA failure spikes, one alert per IP per window, updated (issue 7). */
+  bursts: BurstAlerts;
+  /** The daily security digest (issue 7). */
+  digests: Digests;
   /** Promotion requests: ask, review card, approve/reject, expiry, app-inserted requests (issue 4). */
   promotions: PromotionService;
   /** System health: components vs the seed's thresholds, pool samples, job staleness (issue 7). */
@@ -94,9 +103,13 @@ export function createServices(deps: ServiceDeps): Services {
       pollMs: config.OUTBOX_POLL_MS,
       maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
     }),
-  } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin'>;
+  } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin' | 'lockouts' | 'bursts' | 'digests'>;
+  const alertDeps = { config, db, outbox: services.outbox, masker: services.masker, logger: deps.logger };
   const all: Services = {
     ...services,
+    lockouts: new LockoutAlerts(alertDeps),
+    bursts: new BurstAlerts(alertDeps),
+    digests: new Digests(alertDeps),
     health: new HealthService(() => all),
     incidents: new IncidentService(() => all),
     twofaRecovery: new TwoFaRecoveryService(() => all),

@@ -1,0 +1,258 @@
+import type { Config } from '../config.js';
+import type { Db, Queryable } from '../db/index.js';
+import type { Logger } from '../logger.js';
+import { md, type Message } from '../ui.js';
+import type { Masker } from './masking.js';
+import type { Outbox } from './outbox.js';
+
+/**
+ * Brute-force alerts (issue 7): more than FAILED_LOGIN_BURST_THRESHOLD `login_failed` rows
+ * from one IP within FAILED_LOGIN_BURST_WINDOW (seed: more than 5 in an hour), and more than
+ * TWOFA_FAILURE_SPIKE_THRESHOLD `2fa_verify_failed` rows from one IP in the same window.
+ *
+ * One alert per IP per window: the first time an IP crosses the threshold an alert opens
+ * with window_start = its first failure in the window; while failures keep coming before
+ * window_start + window, the same message is UPDATED with the new count. After the window,
+ * a burst that is still going opens a new alert.
+ *
+ * Woken by NOTIFY `warden_security` (a trigger on those audit rows), debounced, plus a
+ * periodic scan; replicas serialise on the `burst_audit` cursor row, and each alert's
+ * (kind, ip, window_start) key and outbox dedupe key make a double post impossible.
+ */
+
+export type BurstKind = 'failed_login' | '2fa_failed';
+
+const KINDS: { kind: BurstKind; action: string; label: string; thresholdKey: 'FAILED_LOGIN_BURST_THRESHOLD' | 'TWOFA_FAILURE_SPIKE_THRESHOLD' }[] = [
+  { kind: 'failed_login', action: 'login_failed', label: 'failed logins', thresholdKey: 'FAILED_LOGIN_BURST_THRESHOLD' },
+  { kind: '2fa_failed', action: '2fa_verify_failed', label: 'failed 2FA verifications', thresholdKey: 'TWOFA_FAILURE_SPIKE_THRESHOLD' },
+];
+
+const DEBOUNCE_MS = 500;
+const SAFETY_SCAN_MS = 30_000;
+
+export interface BurstDeps {
+  config: Config;
+  db: Db;
+  outbox: Outbox;
+  masker: Masker;
+  logger: Logger;
+}
+
+interface BurstRow {
+  kind: BurstKind;
+  ip_address: string;
+  window_start: Date;
+  count: number;
+  usernames: string[];
+  post_id: number;
+  first_seen: Date;
+  last_seen: Date;
+}
+
+export class BurstAlerts {
+  private running: Promise<number> | null = null;
+  private again = false;
+
+  constructor(private readonly deps: BurstDeps) {}
+
+  get channel(): string | undefined {
+    return this.deps.config.SECURITY_CHANNEL ?? this.deps.config.ALERTS_CHANNEL;
+  }
+
+  async start(): Promise<() => Promise<void>> {
+    const { db, logger } = this.deps;
+    let stopped = false;
+    let pending: NodeJS.Timeout | null = null;
+    const kick = () => {
+      if (!stopped) this.scan().catch((err) => logger.error({ err }, 'burst scan failed'));
+    };
+    const debounced = () => {
+      if (pending || stopped) return;
+      pending = setTimeout(() => {
+        pending = null;
+        kick();
+      }, DEBOUNCE_MS);
+      pending.unref();
+    };
+    let unlisten: (() => Promise<void>) | undefined;
+    try {
+      unlisten = await db.listen('warden_security', debounced);
+    } catch (err) {
+      logger.warn({ err }, 'bursts: LISTEN failed; scanning on the timer only');
+    }
+    kick();
+    const timer = setInterval(kick, SAFETY_SCAN_MS);
+    timer.unref();
+    return async () => {
+      stopped = true;
+      clearInterval(timer);
+      if (pending) clearTimeout(pending);
+      await unlisten?.().catch(() => {});
+      await this.running?.catch(() => {});
+    };
+  }
+
+  /** Opens or updates burst alerts; returns how many messages (posts + updates) were queued. */
+  scan(): Promise<number> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    const run = (async () => {
+      let total = 0;
+      do {
+        this.again = false;
+        total += await this.scanOnce();
+      } while (this.again);
+      return total;
+    })().finally(() => {
+      this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
+
+  private async scanOnce(): Promise<number> {
+    const channel = this.channel;
+    if (!channel) return 0;
+    const { db, config } = this.deps;
+    const windowSec = config.FAILED_LOGIN_BURST_WINDOW;
+    return db.tx(async (q) => {
+      // The cursor row is the mutex between replicas (position: newest audit id looked at).
+      await q.query(
+        `INSERT INTO warden_cursor (name, position) VALUES ('burst_audit', 0) ON CONFLICT (name) DO NOTHING`,
+      );
+      await q.query(`SELECT position FROM warden_cursor WHERE name = 'burst_audit' FOR UPDATE`);
+      let queued = 0;
+      for (const k of KINDS) {
+        const threshold = config[k.thresholdKey];
+        const { rows } = await q.query<{ ip: string; n: number; first: Date; last: Date }>(
+          `SELECT ip_address AS ip, count(*)::int AS n, min("timestamp") AS first, max("timestamp") AS last
+             FROM audit_log
+            WHERE action = $1 AND "timestamp" > now() - make_interval(secs => $2::int) AND ip_address IS NOT NULL
+            GROUP BY ip_address
+           HAVING count(*) > $3
+            ORDER BY ip_address`,
+          [k.action, windowSec, threshold],
+        );
+        for (const r of rows) queued += await this.upsert(q, channel, k, r, windowSec, threshold);
+        // Alerts whose window is still open but whose IP dropped under the sliding threshold
+        // still get their count brought up to date.
+        const open = await q.query<BurstRow>(
+          `SELECT * FROM warden_burst_alert
+            WHERE kind = $1 AND window_start > now() - make_interval(secs => $2::int) AND NOT (ip_address = ANY($3::text[]))`,
+          [k.kind, windowSec, rows.map((r) => r.ip)],
+        );
+        for (const a of open.rows) queued += await this.refresh(q, k, a, windowSec, threshold);
+      }
+      await q.query(
+        `UPDATE warden_cursor SET position = (SELECT coalesce(max(id), 0) FROM audit_log), updated_at = now() WHERE name = 'burst_audit'`,
+      );
+      await q.query(`DELETE FROM warden_burst_alert WHERE window_start < now() - interval '7 days'`);
+      return queued;
+    });
+  }
+
+  private async upsert(
+    q: Queryable,
+    channel: string,
+    k: (typeof KINDS)[number],
+    r: { ip: string; n: number; first: Date; last: Date },
+    windowSec: number,
+    threshold: number,
+  ): Promise<number> {
+    const current = await q.query<BurstRow>(
+      `SELECT * FROM warden_burst_alert
+        WHERE kind = $1 AND ip_address = $2 AND window_start > now() - make_interval(secs => $3::int)
+        ORDER BY window_start DESC LIMIT 1`,
+      [k.kind, r.ip, windowSec],
+    );
+    if (current.rows[0]) return this.refresh(q, k, current.rows[0], windowSec, threshold);
+
+    const stats = await this.stats(q, k.action, r.ip, r.first, windowSec);
+    const inserted = await q.query<BurstRow>(
+      `INSERT INTO warden_burst_alert (kind, ip_address, window_start, count, usernames, post_id, first_seen, last_seen)
+       VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [k.kind, r.ip, r.first, stats.n, JSON.stringify(stats.usernames), stats.first, stats.last],
+    );
+    if (!inserted.rows[0]) return 0;
+    const row = inserted.rows[0];
+    const postId = await this.deps.outbox.post(q, channel, this.message(k, row, windowSec, threshold), {
+      dedupeKey: `burst:${k.kind}:${r.ip}:${r.first.getTime()}`,
+    });
+    await q.query('UPDATE warden_burst_alert SET post_id = $4 WHERE kind = $1 AND ip_address = $2 AND window_start = $3', [
+      k.kind,
+      r.ip,
+      row.window_start,
+      postId,
+    ]);
+    return 1;
+  }
+
+  /** Brings an open alert's count up to date; queues an update only when it changed. */
+  private async refresh(q: Queryable, k: (typeof KINDS)[number], a: BurstRow, windowSec: number, threshold: number): Promise<number> {
+    const stats = await this.stats(q, k.action, a.ip_address, a.window_start, windowSec);
+    if (stats.n === a.count) return 0;
+    const { rows } = await q.query<BurstRow>(
+      `UPDATE warden_burst_alert SET count = $4, usernames = $5, last_seen = $6, updated_at = now()
+        WHERE kind = $1 AND ip_address = $2 AND window_start = $3 RETURNING *`,
+      [k.kind, a.ip_address, a.window_start, stats.n, JSON.stringify(stats.usernames), stats.last],
+    );
+    await this.deps.outbox.update(q, a.post_id, this.message(k, rows[0], windowSec, threshold));
+    return 1;
+  }
+
+  /** Failures from one IP in [from, from + window). */
+  private async stats(q: Queryable, action: string, ip: string, from: Date, windowSec: number) {
+    const { rows } = await q.query<{ n: number; first: Date; last: Date; usernames: string[] | null }>(
+      `SELECT count(*)::int AS n, min("timestamp") AS first, max("timestamp") AS last,
+              array_agg(DISTINCT details->>'username') FILTER (WHERE details->>'username' IS NOT NULL) AS usernames
+         FROM audit_log
+        WHERE action = $1 AND ip_address = $2 AND "timestamp" >= $3
+          AND "timestamp" < $3::timestamptz + make_interval(secs => $4::int)`,
+      [action, ip, from, windowSec],
+    );
+    return { n: rows[0].n, first: rows[0].first, last: rows[0].last, usernames: (rows[0].usernames ?? []).sort() };
+  }
+
+  message(k: (typeof KINDS)[number], a: BurstRow, windowSec: number, threshold: number): Message {
+    const { masker } = this.deps;
+    const ip = masker.ip(a.ip_address);
+    const window = humanWindow(windowSec);
+    const ends = new Date(a.window_start.getTime() + windowSec * 1000);
+    const names = a.usernames.slice(0, 10).map((u) => md.code(masker.text(u))).join(', ') + (a.usernames.length > 10 ? ` and ${a.usernames.length - 10} more` : '');
+    const title = k.kind === 'failed_login' ? 'Failed-login burst' : '2FA failure spike';
+    const investigate =
+      k.kind === 'failed_login'
+        ? `\`/audit failed-logins window:${window}\``
+        : `\`/2fa failures window:${window}\``;
+    return {
+      text: `:rotating_light: ${title} from ${ip}: ${a.count} ${k.label} since ${md.date(a.window_start)}`,
+      blocks: [
+        { type: 'header', text: `${title} from ${ip}` },
+        {
+          type: 'fields',
+          fields: [
+            `*${k.label[0].toUpperCase()}${k.label.slice(1)}*\n${a.count} (threshold: more than ${threshold} in ${window})`,
+            `*IP address*\n${md.code(ip)}`,
+            `*First*\n${md.date(a.first_seen)}`,
+            `*Latest*\n${md.date(a.last_seen)}`,
+          ],
+        },
+        { type: 'text', text: `*Accounts tried*\n${names || '—'}` },
+        {
+          type: 'context',
+          text: `One alert per IP per ${window}; this message is updated with the count until ${md.date(ends)}. Investigate: ${investigate}`,
+        },
+      ],
+    };
+  }
+}
+
+function humanWindow(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400}d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
+}

@@ -1,0 +1,399 @@
+import type { Config } from '../config.js';
+import type { Db, Queryable } from '../db/index.js';
+import { NotFoundError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { md, type Block, type Button, type Message } from '../ui.js';
+import { requireAdmin, type Actor } from './identity.js';
+import type { Masker } from './masking.js';
+import type { Outbox } from './outbox.js';
+
+/**
+ * Lockout alerts (issue 7): an account reaching `login_locked` is posted to
+ * SECURITY_CHANNEL within seconds, with the recent failed attempts and Unlock / Show
+ * attempts buttons.
+ *
+ * Two sources, one alert per lockout episode:
+ * - `audit_log` rows with action `login_locked` (cursor `lockout_audit` over audit_log.id);
+ * - `"user".locked_until` set in the future by the application: a trigger records a
+ *   `warden_lock_event` row (cursor `lockout_user_event`).
+ * Both triggers NOTIFY `warden_lockout` at commit, which wakes scan() on every replica; the
+ * cursor rows are locked FOR UPDATE for the scan, so replicas take turns and each event is
+ * handled once. A scan at start catches up what happened while Warden was down. Every
+ * handled event is remembered in `warden_lockout_source`, so the scan can also re-read the
+ * last minutes (a transaction that committed late with a lower id is not skipped).
+ *
+ * An application that writes both an audit row and locked_until for one lockout gets one
+ * alert: an event for an account whose alerted lock is still running is merged into that
+ * alert (its card is updated if the lock end changed).
+ */
+
+export interface LockoutAlertRow {
+  id: number;
+  user_id: number | null;
+  username: string;
+  locked_at: Date;
+  locked_until: Date | null;
+  audit_id: number | null;
+  post_id: number;
+  unlocked_by: string | null;
+  unlocked_at: Date | null;
+}
+
+interface AccountInfo {
+  id: number;
+  username: string;
+  email: string;
+  role: string;
+  locked_until: Date | null;
+  failed_login_attempts: number | null;
+}
+
+export interface AttemptRow {
+  timestamp: Date;
+  ip_address: string | null;
+  details: Record<string, unknown> | null;
+}
+
+/** How far back the re-read of already-passed ids goes (late commits). */
+const RESCAN_MINUTES = 10;
+/** A lock without a known end is treated as running this long for merging events. */
+const UNKNOWN_LOCK_MINUTES = 30;
+const BATCH = 200;
+const SAFETY_SCAN_MS = 15_000;
+
+export interface LockoutDeps {
+  config: Config;
+  db: Db;
+  outbox: Outbox;
+  masker: Masker;
+  logger: Logger;
+}
+
+export class LockoutAlerts {
+  private running: Promise<number> | null = null;
+  private again = false;
+
+  constructor(private readonly deps: LockoutDeps) {}
+
+  /** Where lockout alerts go: SECURITY_CHANNEL, else ALERTS_CHANNEL, else nowhere. */
+  get channel(): string | undefined {
+    return this.deps.config.SECURITY_CHANNEL ?? this.deps.config.ALERTS_CHANNEL;
+  }
+
+  /** LISTEN warden_lockout + a catch-up scan now + a slow safety scan. Returns stop(). */
+  async start(): Promise<() => Promise<void>> {
+    const { db, logger } = this.deps;
+    let stopped = false;
+    const kick = () => {
+      if (!stopped) this.scan().catch((err) => logger.error({ err }, 'lockout scan failed'));
+    };
+    let unlisten: (() => Promise<void>) | undefined;
+    try {
+      unlisten = await db.listen('warden_lockout', kick);
+    } catch (err) {
+      logger.warn({ err }, 'lockouts: LISTEN failed; scanning on the timer only');
+    }
+    kick();
+    const timer = setInterval(kick, SAFETY_SCAN_MS);
+    timer.unref();
+    return async () => {
+      stopped = true;
+      clearInterval(timer);
+      await unlisten?.().catch(() => {});
+      await this.running?.catch(() => {});
+    };
+  }
+
+  /** Handles every lockout event not handled yet; returns how many alerts were queued. */
+  scan(): Promise<number> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    const run = (async () => {
+      let total = 0;
+      do {
+        this.again = false;
+        let n: number;
+        do {
+          n = await this.scanBatch();
+          total += n;
+        } while (n < 0 ? false : n >= BATCH);
+      } while (this.again);
+      return total;
+    })().finally(() => {
+      this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
+
+  /** One batch in one transaction: alerts, merges, cursors and outbox rows commit together. */
+  private async scanBatch(): Promise<number> {
+    const { db, config, logger } = this.deps;
+    return db.tx(async (q) => {
+      // The cursor rows are the mutex: a second replica waits here, then finds nothing new.
+      const cursors = await q.query<{ name: string; position: number }>(
+        `SELECT name, position FROM warden_cursor WHERE name IN ('lockout_audit', 'lockout_user_event') ORDER BY name FOR UPDATE`,
+      );
+      const pos = Object.fromEntries(cursors.rows.map((r) => [r.name, r.position]));
+      let auditPos = pos.lockout_audit ?? 0;
+      let userPos = pos.lockout_user_event ?? 0;
+      // audit_log restarted its ids (restored, truncated): follow it rather than wait forever.
+      const maxAudit = (await q.query<{ m: number }>('SELECT coalesce(max(id), 0) AS m FROM audit_log')).rows[0].m;
+      if (auditPos > maxAudit) {
+        logger.warn({ cursor: auditPos, maxAudit }, 'audit_log ids went backwards; lockout cursor follows');
+        auditPos = maxAudit;
+      }
+
+      const audits = await q.query<{ id: number; at: Date; user_id: number | null; username: string | null }>(
+        `SELECT a.id, a."timestamp" AS at, a.user_id, a.details->>'username' AS username
+           FROM audit_log a
+          WHERE a.action = 'login_locked'
+            AND (a.id > $1 OR a."timestamp" > now() - make_interval(mins => $2::int))
+            AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'audit:' || a.id)
+          ORDER BY a.id
+          LIMIT ${BATCH}`,
+        [auditPos, RESCAN_MINUTES],
+      );
+      const users = await q.query<{ id: number; at: Date; user_id: number; locked_until: Date }>(
+        `SELECT e.id, e.created_at AS at, e.user_id, e.locked_until
+           FROM warden_lock_event e
+          WHERE (e.id > $1 OR e.created_at > now() - make_interval(mins => $2::int))
+            AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'user:' || e.id)
+          ORDER BY e.id
+          LIMIT ${BATCH}`,
+        [userPos, RESCAN_MINUTES],
+      );
+
+      type Ev = { source: string; at: Date; userId: number | null; username: string | null; lockedUntil: Date | null; auditId: number | null; dedupe: string };
+      const events: Ev[] = [
+        ...audits.rows.map((r) => ({
+          source: `audit:${r.id}`,
+          at: r.at,
+          userId: r.user_id,
+          username: r.username,
+          lockedUntil: null,
+          auditId: r.id,
+          dedupe: `lockout:audit:${r.id}`,
+        })),
+        ...users.rows.map((r) => ({
+          source: `user:${r.id}`,
+          at: r.at,
+          userId: r.user_id,
+          username: null,
+          lockedUntil: r.locked_until,
+          auditId: null,
+          dedupe: `lockout:user:${r.user_id}:${r.locked_until.getTime()}`,
+        })),
+      ].sort((a, b) => a.at.getTime() - b.at.getTime());
+
+      let queued = 0;
+      const channel = this.channel;
+      const catchUpFrom = Date.now() - config.LOCKOUT_CATCHUP_WINDOW * 1000;
+      let skippedOld = 0;
+      for (const ev of events) {
+        let alertId: number | null = null;
+        if (!channel) {
+          // Nowhere to post: remember it was seen so it is not posted later out of context.
+        } else if (ev.at.getTime() < catchUpFrom) {
+          skippedOld++;
+        } else {
+          alertId = await this.handle(q, channel, ev);
+          if (alertId !== null && alertId > 0) queued++;
+          if (alertId !== null) alertId = Math.abs(alertId);
+        }
+        await q.query('INSERT INTO warden_lockout_source (source, alert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [ev.source, alertId]);
+      }
+      if (skippedOld) logger.info({ skipped: skippedOld }, 'lockouts older than LOCKOUT_CATCHUP_WINDOW were not posted');
+      if (!channel && events.length) logger.warn({ events: events.length }, 'lockouts seen but neither SECURITY_CHANNEL nor ALERTS_CHANNEL is set');
+
+      const newAudit = Math.max(auditPos, ...audits.rows.map((r) => r.id));
+      const newUser = Math.max(userPos, ...users.rows.map((r) => r.id));
+      await q.query(
+        `INSERT INTO warden_cursor (name, position, updated_at) VALUES ('lockout_audit', $1, now()), ('lockout_user_event', $2, now())
+         ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`,
+        [newAudit, newUser],
+      );
+      // Housekeeping of the idempotency records well past the re-read horizon.
+      await q.query(`DELETE FROM warden_lockout_source WHERE created_at < now() - interval '2 days'`);
+      await q.query(`DELETE FROM warden_lock_event WHERE created_at < now() - interval '2 days'`);
+      return audits.rows.length >= BATCH || users.rows.length >= BATCH ? BATCH : queued;
+    });
+  }
+
+  /**
+   * One event: merged into the running alert of the same account, or a new alert.
+   * Returns the alert id (positive when a new alert was queued, negative when merged),
+   * or null when the account is unknown.
+   */
+  private async handle(
+    q: Queryable,
+    channel: string,
+    ev: { at: Date; userId: number | null; username: string | null; lockedUntil: Date | null; auditId: number | null; dedupe: string },
+  ): Promise<number | null> {
+    const account = await this.account(q, ev.userId, ev.username);
+    const username = account?.username ?? ev.username;
+    if (!username) return null;
+    const lockedUntil = ev.lockedUntil ?? (account?.locked_until && account.locked_until > ev.at ? account.locked_until : null);
+
+    const running = await q.query<LockoutAlertRow>(
+      `SELECT * FROM warden_lockout_alert
+        WHERE ${account ? 'user_id = $1' : 'user_id IS NULL AND username = $1'}
+          AND unlocked_at IS NULL
+          AND coalesce(locked_until, locked_at + make_interval(mins => $3::int)) >= $2
+        ORDER BY id DESC LIMIT 1`,
+      [account ? account.id : username, ev.at, UNKNOWN_LOCK_MINUTES],
+    );
+    const existing = running.rows[0];
+    if (existing) {
+      const changes: string[] = [];
+      const params: unknown[] = [existing.id];
+      if (lockedUntil && (!existing.locked_until || existing.locked_until.getTime() !== lockedUntil.getTime())) {
+        params.push(lockedUntil);
+        changes.push(`locked_until = $${params.length}`);
+      }
+      if (ev.auditId && !existing.audit_id) {
+        params.push(ev.auditId);
+        changes.push(`audit_id = $${params.length}`);
+      }
+      if (changes.length) {
+        const { rows } = await q.query<LockoutAlertRow>(`UPDATE warden_lockout_alert SET ${changes.join(', ')} WHERE id = $1 RETURNING *`, params);
+        if (lockedUntil && changes.some((c) => c.startsWith('locked_until'))) {
+          await this.deps.outbox.update(q, existing.post_id, await this.card(q, rows[0]));
+        }
+      }
+      return -existing.id;
+    }
+
+    const { rows } = await q.query<{ id: number }>(
+      `INSERT INTO warden_lockout_alert (user_id, username, locked_at, locked_until, audit_id, post_id)
+       VALUES ($1, $2, $3, $4, $5, 0) RETURNING id`,
+      [account?.id ?? null, username, ev.at, lockedUntil, ev.auditId],
+    );
+    const alert: LockoutAlertRow = {
+      id: rows[0].id,
+      user_id: account?.id ?? null,
+      username,
+      locked_at: ev.at,
+      locked_until: lockedUntil,
+      audit_id: ev.auditId,
+      post_id: 0,
+      unlocked_by: null,
+      unlocked_at: null,
+    };
+    const postId = await this.deps.outbox.post(q, channel, await this.card(q, alert), { dedupeKey: ev.dedupe });
+    await q.query('UPDATE warden_lockout_alert SET post_id = $2 WHERE id = $1', [alert.id, postId]);
+    return alert.id;
+  }
+
+  private async account(q: Queryable, userId: number | null, username: string | null): Promise<AccountInfo | null> {
+    if (userId === null && !username) return null;
+    const { rows } = await q.query<AccountInfo>(
+      `SELECT id, username, email, role, locked_until, failed_login_attempts FROM "user"
+        WHERE ${userId !== null ? 'id = $1' : 'username = $1'}`,
+      [userId ?? username],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** The guide's "investigate lockout" query, limited to the day before the lockout. */
+  async attempts(q: Queryable, username: string, before: Date | null, limit: number): Promise<AttemptRow[]> {
+    const { rows } = await q.query<AttemptRow>(
+      `SELECT "timestamp", ip_address, details
+         FROM audit_log
+        WHERE action = 'login_failed' AND details->>'username' = $1
+          AND ($2::timestamptz IS NULL OR ("timestamp" <= $2::timestamptz + interval '1 minute'
+                                            AND "timestamp" > $2::timestamptz - interval '1 day'))
+        ORDER BY "timestamp" DESC
+        LIMIT $3`,
+      [username, before, limit],
+    );
+    return rows;
+  }
+
+  /** The alert card: who, when, until when, recent failed attempts (IPs masked), buttons. */
+  async card(q: Queryable, alert: LockoutAlertRow): Promise<Message> {
+    const { masker } = this.deps;
+    const account = await this.account(q, alert.user_id, alert.user_id === null ? alert.username : null);
+    const attempts = await this.attempts(q, alert.username, alert.locked_at, 5);
+    const name = md.escape(alert.username);
+    const unlocked = !!alert.unlocked_at;
+    const fields = [
+      `*Account*\n${name}${account ? ` (${account.role})` : ' (no such account now)'}`,
+      `*E-mail*\n${account ? md.escape(masker.email(account.email)) : '—'}`,
+      `*Locked at*\n${md.date(alert.locked_at)}`,
+      `*Locked until*\n${alert.locked_until ? md.date(alert.locked_until) : 'unknown'}`,
+    ];
+    const lines = attempts.length
+      ? attempts.map((a) => `• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? masker.ip(a.ip_address) : 'unknown IP')}`)
+      : ['_No failed logins recorded in the day before the lockout._'];
+    const blocks: Block[] = [
+      { type: 'header', text: unlocked ? `Unlocked: ${alert.username}` : `Account locked: ${alert.username}` },
+      { type: 'fields', fields },
+      { type: 'text', text: `*Recent failed attempts*\n${lines.join('\n')}` },
+    ];
+    const value = JSON.stringify({ a: alert.id });
+    const buttons: Button[] = [];
+    if (!unlocked && account) {
+      buttons.push({ text: 'Unlock', actionId: 'alerts:unlock', value, style: 'primary' });
+    }
+    buttons.push({ text: 'Show attempts', actionId: 'alerts:attempts', value });
+    blocks.push({ type: 'buttons', buttons });
+    blocks.push({
+      type: 'context',
+      text: unlocked
+        ? `:unlock: Unlocked by ${md.escape(alert.unlocked_by ?? 'an admin')} at ${md.date(alert.unlocked_at)}`
+        : `Lockout #${alert.id}${alert.audit_id ? ` · audit_log #${alert.audit_id}` : ''} · Unlock asks for your 2FA code`,
+    });
+    const text = unlocked
+      ? `:unlock: ${alert.username} was unlocked by ${alert.unlocked_by ?? 'an admin'}`
+      : `:lock: Account locked: ${alert.username} at ${md.date(alert.locked_at)}`;
+    return { text, blocks };
+  }
+
+  async get(alertId: number): Promise<LockoutAlertRow> {
+    const { rows } = await this.deps.db.query<LockoutAlertRow>('SELECT * FROM warden_lockout_alert WHERE id = $1', [alertId]);
+    if (!rows[0]) throw new NotFoundError('That lockout alert no longer exists.');
+    return rows[0];
+  }
+
+  /** Failed logins behind a lockout, for the Show attempts button (admins; IPs masked). */
+  async showAttempts(actor: Actor, alertId: number): Promise<Message> {
+    requireAdmin(actor, 'see failed login attempts');
+    const alert = await this.get(alertId);
+    const attempts = await this.attempts(this.deps.db, alert.username, alert.locked_at, 20);
+    const name = md.escape(alert.username);
+    if (!attempts.length) return { text: `No failed logins for ${name} in the day before its lockout at ${md.date(alert.locked_at)}.` };
+    const lines = attempts.map((a) => {
+      const reason = typeof a.details?.reason === 'string' ? ` · ${md.escape(this.deps.masker.text(a.details.reason))}` : '';
+      return `• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? this.deps.masker.ip(a.ip_address) : 'unknown IP')}${reason}`;
+    });
+    const ips = new Set(attempts.map((a) => a.ip_address ?? '?'));
+    return {
+      text: `Failed logins for ${alert.username}`,
+      blocks: [
+        { type: 'text', text: `*${attempts.length} failed login${attempts.length === 1 ? '' : 's'} for ${name}* before the lockout at ${md.date(alert.locked_at)} (from ${ips.size} IP${ips.size === 1 ? '' : 's'})` },
+        { type: 'text', text: lines.join('\n') },
+        { type: 'context', text: `More: \`/audit action:login_failed user:${alert.username}\`` },
+      ],
+    };
+  }
+
+  /**
+   * Records on the alert that the account was unlocked and queues the card update.
+   * The unlock itself (with its audit row) is done by the caller's unlock service.
+   */
+  async markUnlocked(actor: Actor, alertId: number): Promise<LockoutAlertRow> {
+    return this.deps.db.tx(async (q) => {
+      const { rows } = await q.query<LockoutAlertRow>(
+        `UPDATE warden_lockout_alert SET unlocked_by = $2, unlocked_at = now()
+          WHERE id = $1 AND unlocked_at IS NULL RETURNING *`,
+        [alertId, actor.user.username],
+      );
+      const alert = rows[0] ?? (await this.get(alertId));
+      if (rows[0]) await this.deps.outbox.update(q, alert.post_id, await this.card(q, alert));
+      return alert;
+    });
+  }
+}
