@@ -392,6 +392,35 @@ describe('deciding: approve and reject', () => {
     expect(dmsTo('U_GINA', since)).toHaveLength(1);
   });
 
+  it('a Slack retry of the very same submission records one decision', async () => {
+    const zed = await createUser(db, { username: 'zed', role: 'admin', area: null, twoFa: true });
+    await linkSlack(db, 'U_ZED', zed.id);
+    const ria = await createUser(db, { username: 'ria', role: 'biller', area: null });
+    await linkSlack(db, 'U_RIA', ria.id);
+    await say('U_RIA', '/promotions request I am the backup admin for the billing team');
+    const id = await requestIdOf('ria');
+    const { view } = await openModal('U_ZED', id, 'Approve');
+    // Capture the signed body the driver sends, to deliver it a second time as Slack's retry would.
+    let body = '';
+    const original = t.driver.postSigned.bind(t.driver);
+    t.driver.postSigned = async (b: string, h?: Record<string, string>) => {
+      body = b;
+      return original(b, h);
+    };
+    const since = t.fake.calls.length;
+    try {
+      expect((await t.driver.submit('U_ZED', view, { notes: 'retry test', totp: await totpOf(zed) })).ack).toBeNull();
+    } finally {
+      t.driver.postSigned = original;
+    }
+    const retry = await t.driver.postSigned(body, { 'x-slack-retry-num': '1', 'x-slack-retry-reason': 'http_timeout' });
+    expect(retry.status).toBe(200);
+    await t.warden.services.promotions.idle();
+    expect((await auditRows(db, 'role_change')).filter((r) => r.entity_id === ria.id)).toHaveLength(1);
+    expect((await db.query<any>('SELECT count(*)::int AS n FROM notification WHERE user_id = $1', [ria.id])).rows[0].n).toBe(1);
+    expect(dmsTo('U_RIA', since)).toHaveLength(1);
+  });
+
   it('a double submission of the same approval (e.g. a double click) records one decision', async () => {
     const hal = await createUser(db, { username: 'hal', role: 'dispatcher', area: 'lucknow' });
     await say('U_ALICE', '/promotions list'); // unrelated traffic between requests is fine
