@@ -9,6 +9,7 @@ import {
   type PoolReport,
 } from '../src/services/health.js';
 import { ACK_ACTION, componentLine, renderIncident, type IncidentRow } from '../src/services/incidents.js';
+import type { OutboxStats } from '../src/services/outbox.js';
 import { md, type Block, type Message } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
 import { parseButtonValue } from './shared.js';
@@ -33,8 +34,12 @@ const status: Subcommand<z.infer<typeof noArgs>> = {
   role: 'linked',
   parse: (words) => parseArgs(words, { schema: noArgs, usage: '`/health` or `/health status`' }),
   run: async ({ services }) => {
-    const [report, open] = await Promise.all([services.health.evaluate(), services.incidents.openIncidents()]);
-    return { kind: 'message', message: renderHealth(report, open) };
+    const [report, open, outbox] = await Promise.all([
+      services.health.evaluate(),
+      services.incidents.openIncidents(),
+      services.outbox.stats().catch(() => null),
+    ]);
+    return { kind: 'message', message: renderHealth(report, open, outbox) };
   },
 };
 
@@ -47,7 +52,7 @@ const pool: Subcommand<z.infer<typeof noArgs>> = {
   run: async ({ services }) => ({ kind: 'message', message: renderPool(await services.health.pool()) }),
 };
 
-export function renderHealth(report: HealthReport, open: IncidentRow[] = []): Message {
+export function renderHealth(report: HealthReport, open: IncidentRow[] = [], outbox: OutboxStats | null = null): Message {
   const blocks: Block[] = [
     { type: 'header', text: `${STATUS_EMOJI[report.status]} System health: ${report.status}` },
     { type: 'context', text: `Checked ${md.date(new Date(report.checkedAt))} · overall = the worst component (not configured ones excepted)` },
@@ -80,8 +85,18 @@ export function renderHealth(report: HealthReport, open: IncidentRow[] = []): Me
         .join('\n'),
     });
   }
+  if (outbox) blocks.push({ type: 'text', text: outboxLine(outbox) });
   blocks.push({ type: 'context', text: 'Connection usage and trend: `/health pool`' });
   return { text: `System health: ${report.status}`, blocks };
+}
+
+/** The alert outbox's backlog: alerts decided but not yet in Slack (Slack down, rate limited). */
+function outboxLine(o: OutboxStats): string {
+  if (!o.pending) return ':incoming_envelope: *Alert delivery* — nothing waiting in the outbox';
+  const oldest = o.oldestPendingAt ? ` (oldest queued ${md.date(new Date(o.oldestPendingAt))})` : '';
+  const parked = o.parked ? `, ${o.parked} refused by Slack and retried slowly` : '';
+  const last = o.lastError ? ` — last error: ${md.escape(o.lastError.slice(0, 200))}` : '';
+  return `:incoming_envelope: *Alert delivery* — ${o.pending} alert${o.pending === 1 ? '' : 's'} waiting${oldest}${parked}${last}`;
 }
 
 function jobLine(j: JobHealth): string {

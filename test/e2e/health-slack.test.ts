@@ -106,6 +106,7 @@ describe('/health', () => {
     expect(text).toMatch(/\*Cache \(Redis\)\* — (not configured|healthy)/);
     expect(text).toMatch(/`health` — .*last success/);
     expect(text).toContain('`/health pool`');
+    expect(text).toMatch(/\*Alert delivery\* — (nothing waiting in the outbox|\d+ alerts? waiting)/);
     // `/health status` is the same.
     const again = textOf((await t.driver.reply(await t.driver.command('U_ALICE', '/health status'))).args);
     expect(again).toContain('System health: healthy');
@@ -237,6 +238,29 @@ describe('health incidents in the alerts channel', () => {
     const ref = await waitForRef(inc.id);
     const line = await t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.thread_ts === ref.ts && /degraded → unhealthy/.test(c.args.text), 5000, 0);
     expect(line.args.text).toContain('no answer within 300 ms');
+  });
+
+  it('Slack down when the incident opens: /health shows the alert waiting; it is posted once when Slack is back', async () => {
+    const before = alertPosts().length;
+    t.fake.down = true;
+    try {
+      appHealth.mode = '500';
+      expect((await healthTick(services)).outcome.action).toBe('opened');
+      await services.outbox.deliverDue();
+      const text = textOf((await t.driver.reply(await t.driver.command('U_BOB', '/health'))).args);
+      expect(text).toMatch(/\*Alert delivery\* — [1-9]\d* alerts? waiting \(oldest queued/);
+      expect(text).toMatch(/:rotating_light: \*Open incident #\d+\* — unhealthy since .* · not acknowledged/);
+    } finally {
+      t.fake.down = false;
+    }
+    const [inc] = await services.incidents.openIncidents();
+    // The outbox retries after its backoff; keep asking it until the post is through.
+    for (let i = 0; i < 100 && !(await services.incidents.messageRef(inc)); i++) {
+      await services.outbox.deliverDue();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await services.incidents.messageRef(inc)).not.toBeNull();
+    expect(alertPosts().length).toBe(before + 1);
   });
 
   it('two job runners at once post one incident message', async () => {
