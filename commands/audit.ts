@@ -102,7 +102,7 @@ function timeBounds(since: string | undefined, until: string | undefined, usage:
 /** Parses the filter words of a search or an export. Exported for unit tests. */
 export function parseFilters(words: string[], opts: { usage: string; allowUnmasked?: boolean; allowLimit?: boolean }, now = new Date()): SearchArgs {
   for (const w of words) {
-    if (!w.includes(':') && !w.startsWith('--')) {
+    if (!w.includes(':') && !/^--[a-z]/.test(w)) {
       throw new UserError(`Unknown subcommand or filter \`${w}\`. Filters look like \`action:login_failed\` or \`since:24h\`.`, undefined, opts.usage);
     }
   }
