@@ -398,7 +398,7 @@ export class HealthService {
       return { component: { ...base, status: 'unknown', summary: `cannot read job runs: ${errText(e)}`, figures: {} }, jobs: [] };
     }
     const scheduled = scheduledJobs();
-    const names = new Set([...rows.map((r) => r.job), ...scheduled.keys()]);
+    const names = new Set([...rows.map((r) => r.job), ...[...scheduled].filter(([, v]) => v.running).map(([k]) => k)]);
     const jobs: JobHealth[] = [];
     for (const name of [...names].sort()) {
       const r = rows.find((x) => x.job === name);
@@ -496,10 +496,17 @@ export function sparkline(values: number[]): string {
   return values.map((v) => SPARK[Math.min(7, Math.max(0, Math.floor((v / 100) * 8)))]).join('');
 }
 
-function scheduledJobs(): Map<string, { intervalMs: number | null; nextRun: string | null }> {
-  const out = new Map<string, { intervalMs: number | null; nextRun: string | null }>();
+/**
+ * Jobs known to this process's node-cron: their interval (the largest gap between the next
+ * runs) and next run. A stopped task still tells its interval (a scheduler that stopped is
+ * exactly what staleness must catch), but only running ones are listed when they never ran.
+ */
+function scheduledJobs(): Map<string, { intervalMs: number | null; nextRun: string | null; running: boolean }> {
+  const out = new Map<string, { intervalMs: number | null; nextRun: string | null; running: boolean }>();
   for (const task of cron.getTasks().values()) {
-    if (!task.name || task.getStatus() === 'destroyed' || task.getStatus() === 'stopped') continue;
+    const state = task.getStatus();
+    if (!task.name || state === 'destroyed') continue;
+    if (out.get(task.name)?.running && state === 'stopped') continue;
     let intervalMs: number | null = null;
     let nextRun: string | null = null;
     try {
@@ -509,7 +516,7 @@ function scheduledJobs(): Map<string, { intervalMs: number | null; nextRun: stri
     } catch {
       /* no schedule information */
     }
-    out.set(task.name, { intervalMs, nextRun });
+    out.set(task.name, { intervalMs, nextRun: state === 'stopped' ? null : nextRun, running: state !== 'stopped' });
   }
   return out;
 }

@@ -3,7 +3,7 @@ import { webApi } from '@slack/bolt';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import type { Db } from '../../src/db/index.js';
-import { healthJob, healthTick } from '../../src/jobs/health.js';
+import { healthJob, healthTick, startHealthJob } from '../../src/jobs/health.js';
 import { runJobOnce } from '../../src/jobs/runner.js';
 import { silentLogger } from '../../src/logger.js';
 import { HealthService, POOL_RECOMMENDATIONS, sparkline, trendOf } from '../../src/services/health.js';
@@ -184,6 +184,22 @@ describe('component checks', () => {
     expect(r.jobs.find((j) => j.job === 'health')).toMatchObject({ stale: false, failing: false });
     expect(component(r, 'scheduler')).toMatchObject({ status: 'degraded', summary: '2 of 3 flagged: digest, retention' });
     expect(r.status).toBe('degraded');
+  });
+
+  it('knows the interval of jobs scheduled in this process (node-cron) and flags them when stale', async () => {
+    const s = services({ HEALTH_CRON: '0 0 1 1 *' });
+    await db.query(`UPDATE warden_job_run SET last_success = now() - interval '4 years', last_started = now() - interval '4 years'`);
+    const stop = startHealthJob(s);
+    try {
+      const r = await s.health.evaluate();
+      const job = r.jobs.find((j) => j.job === 'health')!;
+      expect(job.intervalMs).toBeGreaterThanOrEqual(365 * 24 * 3600 * 1000);
+      expect(job.nextRun).not.toBeNull();
+      expect(job.stale).toBe(true);
+      expect(component(r, 'scheduler').status).toBe('degraded');
+    } finally {
+      await stop();
+    }
   });
 
   it('no recorded job at all is "unknown", not healthy', async () => {
