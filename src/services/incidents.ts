@@ -205,8 +205,8 @@ export function componentLines(report: HealthReport | null, opts: { onlyProblems
 }
 
 export function componentLine(c: ComponentReport): string {
-  const label = c.status === 'not_configured' ? 'not configured' : c.status;
-  return `${STATUS_EMOJI[c.status]} *${c.name}* — ${label}: ${md.escape(c.summary)}`;
+  if (c.status === 'not_configured') return `${STATUS_EMOJI[c.status]} *${c.name}* — ${md.escape(c.summary)}`;
+  return `${STATUS_EMOJI[c.status]} *${c.name}* — ${c.status}: ${md.escape(c.summary)}`;
 }
 
 /** The one incident message, in its current state. */
