@@ -673,8 +673,11 @@ export class UserAdminService {
 
   /** The actor's role is read again inside the transaction: a demotion a moment ago counts. */
   private async assertStillAdmin(q: Queryable, actor: Actor): Promise<void> {
-    const { rows } = await q.query<{ role: string }>('SELECT role FROM "user" WHERE id = $1', [actor.user.id]);
+    const { rows } = await q.query<{ role: string; locked_until: Date | null }>('SELECT role, locked_until FROM "user" WHERE id = $1', [
+      actor.user.id,
+    ]);
     if (rows[0]?.role !== 'admin') throw new ForbiddenError('You are not an admin any more; nothing was changed.');
+    if (accountStatus(rows[0]) === 'disabled') throw new ForbiddenError('Your account is disabled; nothing was changed.');
   }
 
   /**
@@ -683,10 +686,12 @@ export class UserAdminService {
    * serialised instead of deadlocking, and the second one sees the first one's result.
    */
   private async lockAdmins(q: Queryable, actor: Actor): Promise<void> {
-    const { rows } = await q.query<{ id: number }>(`SELECT id FROM "user" WHERE role = 'admin' ORDER BY id FOR UPDATE`);
-    if (!rows.some((r) => r.id === actor.user.id)) {
-      throw new ForbiddenError('You are not an admin any more; nothing was changed.');
-    }
+    const { rows } = await q.query<{ id: number; locked_until: Date | null }>(
+      `SELECT id, locked_until FROM "user" WHERE role = 'admin' ORDER BY id FOR UPDATE`,
+    );
+    const me = rows.find((r) => r.id === actor.user.id);
+    if (!me) throw new ForbiddenError('You are not an admin any more; nothing was changed.');
+    if (accountStatus(me) === 'disabled') throw new ForbiddenError('Your account is disabled; nothing was changed.');
   }
 
   /** Some other admin that is not disabled must remain (the guide: never lose the last admin). */
