@@ -618,6 +618,8 @@ export const adminViews: Record<string, ViewHandler> = {
   'users:reset': submitReset,
   'users:delete': submitDelete,
   'users:link': submitLink,
+  // The one-time secret view has no submit button in Slack; the console may still "submit" it.
+  'users:shown': async () => ({ kind: 'close' }),
 };
 
 export type { Reply };
