@@ -59,6 +59,8 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
     retryConfig: { retries: 0 },
     rejectRateLimitedCalls: true,
     timeout: 10_000,
+    // Failures are logged by the outbox (pino, with the retry plan), not by the client.
+    logLevel: webApi.LogLevel.ERROR,
   });
   const services = createServices({
     config,

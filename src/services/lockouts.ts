@@ -149,8 +149,12 @@ export class LockoutAlerts {
       const audits = await q.query<{ id: number; at: Date; user_id: number | null; username: string | null }>(
         `SELECT a.id, a."timestamp" AS at, a.user_id, a.details->>'username' AS username
            FROM audit_log a
-          WHERE a.action = 'login_locked'
-            AND (a.id > $1 OR a."timestamp" > now() - make_interval(mins => $2::int))
+          WHERE a.id IN (
+                  -- Two index range scans (primary key past the cursor; action + recent time)
+                  -- rather than one OR that walks every login_locked entry of the index.
+                  SELECT id FROM audit_log WHERE id > $1 AND action = 'login_locked'
+                  UNION ALL
+                  SELECT id FROM audit_log WHERE action = 'login_locked' AND "timestamp" > now() - make_interval(mins => $2::int))
             AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'audit:' || a.id)
           ORDER BY a.id
           LIMIT ${BATCH}`,
