@@ -551,20 +551,23 @@ export const auditCommand: CommandModule = {
       await ctx.services.stepUp.verify(ctx.actor, typeof values.totp === 'string' ? values.totp : undefined);
       const { services, actor } = ctx;
       const channel = ctx.source?.channelId;
+      const alerts = services.config.ALERTS_CHANNEL;
       void services.auditRetention
-        .run(actor)
+        .run(actor, {
+          // ALERTS_CHANNEL gets it through the outbox, queued with the run's audit row.
+          report: alerts ? async (q, r) => void (await services.outbox.post(q, alerts, retentionMessage(r, actor.user.username))) : undefined,
+        })
         .then(async (report) => {
+          if (channel && channel === alerts) return;
+          // The conversation it was run from; a DM when Warden cannot post there.
           const message = retentionMessage(report, actor.user.username);
-          const alerts = services.config.ALERTS_CHANNEL;
-          const targets = [...new Set([channel, alerts].filter((c): c is string => !!c))];
-          let delivered = false;
-          for (const c of targets) {
-            await services.chat.post(c, message).then(
-              () => (delivered = true),
-              (err) => services.logger.warn({ err, channel: c }, 'could not post the retention report'),
-            );
-          }
-          if (!delivered) await services.chat.dm(actor.slack.userId, message);
+          const posted = channel
+            ? await services.chat.post(channel, message).then(
+                () => true,
+                (err) => (services.logger.warn({ err }, 'could not post the retention report'), false),
+              )
+            : false;
+          if (!posted) await services.chat.dm(actor.slack.userId, message);
         })
         .catch(notifyFailure(services, actor, 'Audit retention'));
       return { kind: 'close', notice: { text: ':broom: Verified. Applying the retention policy now; the report with the counts follows here.' } };

@@ -1,4 +1,4 @@
-import type { Db } from '../db/index.js';
+import type { Db, Queryable } from '../db/index.js';
 import type { Message } from '../ui.js';
 import { CRITICAL_ACTIONS } from './audit-search.js';
 import { writeAudit } from './audit-writer.js';
@@ -69,15 +69,23 @@ export class AuditRetention {
     return { ...plan, dryRun: true, logs: rows[0].logs, snapshots: rows[0].snapshots };
   }
 
-  /** Deletes and clears; `actor` null for the nightly job. */
-  async run(actor: Actor | null, now = new Date()): Promise<RetentionReport> {
+  /**
+   * Deletes and clears; `actor` null for the nightly job. `report` runs inside the
+   * transaction that writes the `audit_retention` row (e.g. to queue the report in the
+   * alert outbox), so the record of the run and its announcement commit together.
+   */
+  async run(
+    actor: Actor | null,
+    opts: { now?: Date; report?: (q: Queryable, report: RetentionReport) => Promise<void> } = {},
+  ): Promise<RetentionReport> {
     if (actor) requireAdmin(actor, 'apply the audit retention policy');
-    const plan = this.plan(now);
+    const plan = this.plan(opts.now ?? new Date());
     const batch = this.opts.batchSize ?? BATCH;
     const deleteBefore = plan.deleteBefore.toISOString();
     const clearBefore = plan.clearSnapshotsBefore.toISOString();
     let logs = 0;
     let snapshots = 0;
+    let failure: unknown;
     try {
       for (;;) {
         const r = await this.db.tx((q) =>
@@ -102,25 +110,30 @@ export class AuditRetention {
         snapshots += r.rowCount;
         if (r.rowCount < batch) break;
       }
-    } finally {
-      // Recorded even when a batch failed part-way: what was done stays accounted for.
-      await this.db.tx((q) =>
-        writeAudit(q, actor, {
-          action: 'audit_retention',
-          entityType: 'audit_log',
-          details: {
-            ...(actor ? {} : { by: 'scheduled job' }),
-            logs_deleted: logs,
-            snapshots_cleared: snapshots,
-            retention_days: plan.retentionDays,
-            snapshot_days: plan.snapshotDays,
-            deleted_before: deleteBefore,
-            snapshots_cleared_before: clearBefore,
-          },
-        }),
-      );
+    } catch (e) {
+      failure = e;
     }
-    return { ...plan, dryRun: false, logs, snapshots };
+    const report: RetentionReport = { ...plan, dryRun: false, logs, snapshots };
+    // Recorded even when a batch failed part-way: what was done stays accounted for.
+    await this.db.tx(async (q) => {
+      await writeAudit(q, actor, {
+        action: 'audit_retention',
+        entityType: 'audit_log',
+        details: {
+          ...(actor ? {} : { by: 'scheduled job' }),
+          logs_deleted: logs,
+          snapshots_cleared: snapshots,
+          retention_days: plan.retentionDays,
+          snapshot_days: plan.snapshotDays,
+          deleted_before: deleteBefore,
+          snapshots_cleared_before: clearBefore,
+          ...(failure ? { failed: String((failure as Error).message ?? failure).slice(0, 200) } : {}),
+        },
+      });
+      if (!failure && opts.report) await opts.report(q, report);
+    });
+    if (failure) throw failure;
+    return report;
   }
 }
 
