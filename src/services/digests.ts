@@ -8,9 +8,10 @@ import type { Outbox } from './outbox.js';
 /**
  * The daily security digest (issue 7, DIGEST_CRON): admins without 2FA, locked accounts,
  * promotion requests and 2FA recoveries waiting more than a day. Posted only when there is
- * something to say, to SECURITY_CHANNEL (falling back to ALERTS_CHANNEL): every item is a
- * security-posture item an on-call admin should act on, and the security channel is where
- * the admins who can act already watch lockouts and bursts.
+ * something to say, to ALERTS_CHANNEL (falling back to SECURITY_CHANNEL). It is a scheduled
+ * summary of standing work, not an event: it goes with the other scheduled reports (health,
+ * retention — as .env.example documents ALERTS_CHANNEL), keeping SECURITY_CHANNEL for events
+ * that need an answer now (lockouts, bursts, spikes).
  *
  * Accounts "disabled" by /users edit (locked until the year 9999) are not lockouts and are
  * left out of the locked list.
@@ -40,7 +41,7 @@ export class Digests {
   constructor(private readonly deps: DigestDeps) {}
 
   get channel(): string | undefined {
-    return this.deps.config.SECURITY_CHANNEL ?? this.deps.config.ALERTS_CHANNEL;
+    return this.deps.config.ALERTS_CHANNEL ?? this.deps.config.SECURITY_CHANNEL;
   }
 
   async collect(): Promise<DigestContent> {
@@ -150,7 +151,7 @@ export class Digests {
   async run(tick: Date = new Date()): Promise<number | null> {
     const channel = this.channel;
     if (!channel) {
-      this.deps.logger.warn('digest skipped: neither SECURITY_CHANNEL nor ALERTS_CHANNEL is set');
+      this.deps.logger.warn('digest skipped: neither ALERTS_CHANNEL nor SECURITY_CHANNEL is set');
       return null;
     }
     const message = this.render(await this.collect(), tick);

@@ -20,11 +20,13 @@ import { createUser } from '../helpers/fixtures.js';
  */
 
 const SEC = 'C_SECURITY';
+const ALERTS = 'C_ALERTS';
 let db: Db;
 let cleanup: () => Promise<void>;
 let fake: FakeSlack;
 const config = loadConfig({
   SECURITY_CHANNEL: SEC,
+  ALERTS_CHANNEL: ALERTS,
   FAILED_LOGIN_BURST_THRESHOLD: '5',
   FAILED_LOGIN_BURST_WINDOW: '1h',
   TWOFA_FAILURE_SPIKE_THRESHOLD: '3',
@@ -178,7 +180,7 @@ describe('daily digest', () => {
     await r.outbox.deliverDue();
     const posts = fake.callsTo('chat.postMessage');
     expect(posts).toHaveLength(1);
-    expect(posts[0].args.channel).toBe(SEC);
+    expect(posts[0].args.channel).toBe(ALERTS);
     const text = textOf(posts[0].args);
     expect(text).toContain('Security digest, 2030-01-02');
     expect(text).toContain('Admins without 2FA (1)');
