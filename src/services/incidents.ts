@@ -111,8 +111,13 @@ export class IncidentService {
           WHERE id = $1 RETURNING *`,
         [current.id, report.status, worstStatus, report.checkedAt, reportJson, changed ? 1 : 0],
       );
-      const inc = rows[0];
-      if (inc.post_id) {
+      let inc = rows[0];
+      if (!inc.post_id && channel) {
+        // Opened while ALERTS_CHANNEL was not set: post it now that it is.
+        const postId = await this.s.outbox.post(q, channel, renderIncident(inc), { dedupeKey: `health-incident:${inc.id}` });
+        inc = (await q.query<IncidentRow>('UPDATE warden_health_incident SET post_id = $2, channel = $3 WHERE id = $1 RETURNING *', [inc.id, postId, channel]))
+          .rows[0];
+      } else if (inc.post_id) {
         await this.s.outbox.update(q, inc.post_id, renderIncident(inc));
         if (changed) {
           await this.s.outbox.post(q, inc.channel ?? channel ?? '', changeLine(current.last_status, inc), {

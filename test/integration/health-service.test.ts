@@ -339,6 +339,19 @@ describe('incident lifecycle', () => {
     expect(Number(component(r, 'audit').figures.query_time_ms)).toBeGreaterThanOrEqual(250);
   });
 
+  it('an incident opened while ALERTS_CHANNEL was unset is posted once the channel is set', async () => {
+    app.mode = '500';
+    expect((await healthTick(services({ ALERTS_CHANNEL: '' }))).outcome.action).toBe('opened');
+    const s = services();
+    await deliver(s);
+    expect(topPosts()).toHaveLength(0);
+    expect((await healthTick(s)).outcome.action).toBe('updated');
+    expect((await healthTick(s)).outcome.action).toBe('updated');
+    await deliver(s);
+    expect(topPosts()).toHaveLength(1);
+    expect(topPosts()[0].args.channel).toBe('C_ALERTS');
+  });
+
   it('two job runners at once post one incident message', async () => {
     app.mode = '500';
     const a = services();
