@@ -715,10 +715,10 @@ export class UserAdminService {
 
   private requireMail(field: string): void {
     if (!this.deps.mailer.configured) {
-      throw new UserError('E-mail is not configured (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM), so no link can be sent. Use a temporary password instead.', field);
+      throw new UserError('E-mail is not configured (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM), so no link can be sent. Use a temporary password instead (`password:temp`, or choose it in the form).', field);
     }
     if (!this.deps.resetUrl) {
-      throw new UserError('PASSWORD_RESET_URL is not configured, so no link can be sent. Use a temporary password instead.', field);
+      throw new UserError('PASSWORD_RESET_URL is not configured, so no link can be sent. Use a temporary password instead (`password:temp`, or choose it in the form).', field);
     }
   }
 
