@@ -160,8 +160,15 @@ export class LockoutAlerts {
           LIMIT ${BATCH}`,
         [auditPos, RESCAN_MINUTES],
       );
-      const users = await q.query<{ id: number; at: Date; user_id: number; locked_until: Date }>(
-        `SELECT e.id, e.created_at AS at, e.user_id, e.locked_until
+      // Not lockouts: an admin locking or disabling an account on purpose (the same
+      // transaction wrote a user_updated/role_change audit row — Warden's /users edit or the
+      // dashboard), or "disabled" (locked until the year 9999).
+      const users = await q.query<{ id: number; at: Date; user_id: number; locked_until: Date; deliberate: boolean }>(
+        `SELECT e.id, e.created_at AS at, e.user_id, e.locked_until,
+                (e.locked_until >= '9000-01-01'::timestamptz
+                 OR EXISTS (SELECT 1 FROM audit_log a
+                             WHERE a.entity_type = 'user' AND a.entity_id = e.user_id
+                               AND a.action IN ('user_updated', 'role_change') AND a."timestamp" = e.created_at)) AS deliberate
            FROM warden_lock_event e
           WHERE (e.id > $1 OR e.created_at > now() - make_interval(mins => $2::int))
             AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'user:' || e.id)
@@ -170,7 +177,16 @@ export class LockoutAlerts {
         [userPos, RESCAN_MINUTES],
       );
 
-      type Ev = { source: string; at: Date; userId: number | null; username: string | null; lockedUntil: Date | null; auditId: number | null; dedupe: string };
+      type Ev = {
+        source: string;
+        at: Date;
+        userId: number | null;
+        username: string | null;
+        lockedUntil: Date | null;
+        auditId: number | null;
+        dedupe: string;
+        deliberate?: boolean;
+      };
       const events: Ev[] = [
         ...audits.rows.map((r) => ({
           source: `audit:${r.id}`,
@@ -189,6 +205,7 @@ export class LockoutAlerts {
           lockedUntil: r.locked_until,
           auditId: null,
           dedupe: `lockout:user:${r.user_id}:${r.locked_until.getTime()}`,
+          deliberate: r.deliberate,
         })),
       ].sort((a, b) => a.at.getTime() - b.at.getTime());
 
@@ -198,8 +215,8 @@ export class LockoutAlerts {
       let skippedOld = 0;
       for (const ev of events) {
         let alertId: number | null = null;
-        if (!channel) {
-          // Nowhere to post: remember it was seen so it is not posted later out of context.
+        if (!channel || ev.deliberate) {
+          // Nowhere to post, or not a lockout: remember it was seen so it is not posted later.
         } else if (ev.at.getTime() < catchUpFrom) {
           skippedOld++;
         } else {

@@ -139,6 +139,27 @@ describe('lockout alerts', () => {
     expect(cardsFor('lena')).toHaveLength(1);
   });
 
+  it('does not post an account an admin locked or disabled on purpose', async () => {
+    const ann = await createUser(db, { username: 'ann', role: 'biller', area: null });
+    const dis = await createUser(db, { username: 'dis', role: 'biller', area: null });
+    // What an admin edit does (/users edit status:locked, or the dashboard): the lock and its
+    // user_updated audit row in one transaction.
+    await db.tx(async (q) => {
+      await q.query(`UPDATE "user" SET locked_until = now() + interval '30 minutes' WHERE id = $1`, [ann.id]);
+      await q.query(
+        `INSERT INTO audit_log (user_id, action, entity_type, entity_id, details) VALUES ($1, 'user_updated', 'user', $2, '{"via":"warden"}')`,
+        [alice.id, ann.id],
+      );
+    });
+    // "Disabled" is a lock until 9999-12-31.
+    await db.query(`UPDATE "user" SET locked_until = '9999-12-31T00:00:00Z' WHERE id = $1`, [dis.id]);
+    await settle(main.t.warden.services);
+    expect(cardsFor('ann')).toHaveLength(0);
+    expect(cardsFor('dis')).toHaveLength(0);
+    const seen = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM warden_lockout_source WHERE source LIKE 'user:%' AND alert_id IS NULL`);
+    expect(seen.rows[0].n).toBe(2);
+  });
+
   it('posts lockouts that happened while Warden was down when it starts, once', async () => {
     await main.stop();
     await createUser(db, { username: 'carol', role: 'dispatcher', area: 'kanpur' });
