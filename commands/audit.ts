@@ -415,7 +415,7 @@ const failedLogins: Subcommand<{ window: string; seconds: number; min?: number }
     }
     const lines = groups.map(
       (g) =>
-        `• *${g.attempts}* attempts · ${g.ip_address ? md.escape(masker.ip(g.ip_address)) : '_no IP_'} · ${
+        `• *${g.attempts}* ${g.attempts === 1 ? 'attempt' : 'attempts'} · ${g.ip_address ? md.escape(masker.ip(g.ip_address)) : '_no IP_'} · ${
           g.username ? `user *${md.escape(masker.text(g.username))}*` : '_no username_'
         } · first \`${when(g.first_attempt)}\` · last \`${when(g.last_attempt)}\``,
     );
