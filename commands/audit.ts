@@ -307,8 +307,8 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
   ];
   const buttons: Button[] = [];
   const base: PageValue = { m: v.m, q: v.m === 'd' ? clean({ s: q.s, t: q.t }) : q, ...(v.l ? { l: v.l } : {}), ...(v.n ? { n: v.n } : {}) };
-  if (page.hasPrev && page.first) buttons.push({ text: '◀ Newer', actionId: 'audit:page', value: JSON.stringify({ ...base, b: page.first }) });
-  if (page.hasNext && page.last) buttons.push({ text: 'Older ▶', actionId: 'audit:page', value: JSON.stringify({ ...base, a: page.last }) });
+  if (page.hasPrev && page.first) buttons.push({ text: '◀ Previous (newer)', actionId: 'audit:page', value: JSON.stringify({ ...base, b: page.first }) });
+  if (page.hasNext && page.last) buttons.push({ text: 'Next (older) ▶', actionId: 'audit:page', value: JSON.stringify({ ...base, a: page.last }) });
   if (v.m !== 'd') buttons.push({ text: 'Export CSV', actionId: 'audit:export', value: JSON.stringify({ q }) });
   blocks.push({ type: 'buttons', buttons });
   if (v.m === 's') blocks.push({ type: 'context', text: 'Change of a user: `/audit history USERNAME` · failed logins: `/audit failed-logins`' });

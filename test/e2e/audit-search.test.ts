@@ -91,12 +91,12 @@ describe('/audit search', () => {
     expect(text).not.toContain('203.0.113.77');
     expect(text).toContain('username=bob');
     expect(text).not.toContain('mallory'); // on page 2 (20 a page, newest first)
-    expect(buttons.map((b) => b.text)).toEqual(['Older ▶', 'Export CSV']);
+    expect(buttons.map((b) => b.text)).toEqual(['Next (older) ▶', 'Export CSV']);
   });
 
-  it('pages Older and Newer with the filters kept, updating the message in place', async () => {
+  it('pages Next and Previous with the filters kept, updating the message in place', async () => {
     const first = await run('/audit action:login_failed since:24h');
-    const older = first.buttons.find((b) => b.text.includes('Older'))!;
+    const older = first.buttons.find((b) => b.text.includes('Next'))!;
     const page2 = await t.driver.reply(await t.driver.click('U_ALICE', older));
     expect(page2.args.replace_original).toBe(true);
     const text2 = textOf(page2.args);
@@ -104,7 +104,7 @@ describe('/audit search', () => {
     expect(text2).toContain('username=mallory');
     expect(text2).not.toContain('login_success');
     expect((text2.match(/^• /gm) ?? []).length).toBe(7);
-    const newer = buttonsOf(page2.args.blocks).find((b) => b.text.includes('Newer'))!;
+    const newer = buttonsOf(page2.args.blocks).find((b) => b.text.includes('Previous'))!;
     const back = await t.driver.reply(await t.driver.click('U_ALICE', newer));
     expect(textOf(back.args)).toBe(first.text);
   });
