@@ -413,7 +413,9 @@ export class LockoutAlerts {
         [alertId, actor.user.username],
       );
       const alert = rows[0] ?? (await this.get(alertId));
-      if (rows[0]) await this.deps.outbox.update(q, alert.post_id, await this.card(q, alert));
+      // The card may have been pruned from the outbox long after (30 days): then there is nothing to update.
+      const card = await q.query('SELECT 1 FROM warden_outbox WHERE id = $1', [alert.post_id]);
+      if (rows[0] && card.rows.length) await this.deps.outbox.update(q, alert.post_id, await this.card(q, alert));
       return alert;
     });
   }
