@@ -40,16 +40,22 @@ pg.types.setTypeParser(1700, (v) => Number(v));
 
 export class PgDb implements Db {
   readonly kind = 'pg' as const;
-  private listenClient?: pg.PoolClient;
+  private listenClient?: pg.Client;
+  private listenConnecting?: Promise<pg.Client>;
   private listeners = new Map<string, Set<(p: string) => void>>();
+  private closed = false;
+  private reconnectDelayMs = 500;
 
-  constructor(readonly pool: pg.Pool) {}
+  constructor(
+    readonly pool: pg.Pool,
+    private readonly connectionString?: string,
+  ) {}
 
   static connect(url: string, max = 10): PgDb {
     const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30000 });
     // An idle client losing its connection must not crash the process; the next query reports it.
     pool.on('error', () => {});
-    return new PgDb(pool);
+    return new PgDb(pool, url);
   }
 
   async query<T>(sql: string, params: unknown[] = []): Promise<QueryResult<T>> {
@@ -85,24 +91,74 @@ export class PgDb implements Db {
     }
   }
 
+  /**
+   * LISTEN on a dedicated connection (outside the pool). When that connection drops
+   * (database restart, network), it is re-opened with backoff and every channel is
+   * LISTENed again; each listener is then called once with an empty payload so it can
+   * catch up on what it may have missed meanwhile.
+   */
   async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
     if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
-    if (!this.listenClient) {
-      this.listenClient = await this.pool.connect();
-      this.listenClient.on('notification', (n) => {
-        for (const cb of this.listeners.get(n.channel) ?? []) cb(n.payload ?? '');
-      });
-    }
     let set = this.listeners.get(channel);
+    const isNew = !set;
     if (!set) {
       set = new Set();
       this.listeners.set(channel, set);
-      await this.listenClient.query(`LISTEN ${channel}`);
     }
     set.add(onPayload);
+    const client = await this.listenConnection();
+    if (isNew) await client.query(`LISTEN ${channel}`);
     return async () => {
       set!.delete(onPayload);
     };
+  }
+
+  private listenConnection(): Promise<pg.Client> {
+    if (this.listenClient) return Promise.resolve(this.listenClient);
+    this.listenConnecting ??= (async () => {
+      const client = this.connectionString ? new pg.Client({ connectionString: this.connectionString }) : new pg.Client();
+      client.on('notification', (n) => {
+        for (const cb of this.listeners.get(n.channel) ?? []) cb(n.payload ?? '');
+      });
+      const lost = () => {
+        if (this.listenClient !== client) return;
+        this.listenClient = undefined;
+        client.removeAllListeners('end');
+        client.end().catch(() => {});
+        this.scheduleReconnect();
+      };
+      client.on('error', lost);
+      client.on('end', lost);
+      try {
+        await client.connect();
+        for (const channel of this.listeners.keys()) await client.query(`LISTEN ${channel}`);
+      } catch (e) {
+        client.removeAllListeners('end');
+        await client.end().catch(() => {});
+        throw e;
+      } finally {
+        this.listenConnecting = undefined;
+      }
+      this.listenClient = client;
+      this.reconnectDelayMs = 500;
+      return client;
+    })();
+    return this.listenConnecting;
+  }
+
+  private scheduleReconnect() {
+    if (this.closed || !this.listeners.size) return;
+    const delay = this.reconnectDelayMs;
+    this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, 30_000);
+    setTimeout(() => {
+      if (this.closed) return;
+      this.listenConnection().then(
+        () => {
+          for (const set of this.listeners.values()) for (const cb of set) cb('');
+        },
+        () => this.scheduleReconnect(),
+      );
+    }, delay).unref();
   }
 
   poolStats(): PoolStats {
@@ -115,8 +171,13 @@ export class PgDb implements Db {
   }
 
   async close(): Promise<void> {
-    this.listenClient?.release();
+    this.closed = true;
+    const client = this.listenClient;
     this.listenClient = undefined;
+    if (client) {
+      client.removeAllListeners('end');
+      await client.end().catch(() => {});
+    }
     await this.pool.end();
   }
 }

@@ -1,6 +1,7 @@
 import type { HealthReport } from '../services/health.js';
 import type { Services } from '../services/index.js';
 import type { ObserveOutcome } from '../services/incidents.js';
+import { reportDatabaseBack, reportDatabaseDown } from '../services/database-outage.js';
 import { scheduleJob, type JobSpec } from './runner.js';
 
 /**
@@ -9,6 +10,8 @@ import { scheduleJob, type JobSpec } from './runner.js';
  * incident lifecycle on (open → update/thread → resolve), posting through the outbox.
  */
 export async function healthTick(services: Services): Promise<{ report: HealthReport; outcome: ObserveOutcome }> {
+  // Reaching this point means the database answered the job runner: close a reported outage.
+  await reportDatabaseBack(services).catch((err) => services.logger.warn({ err }, 'could not report the database back'));
   const report = await services.health.evaluate();
   const db = report.components.find((c) => c.key === 'database');
   const f = db?.figures;
@@ -29,6 +32,9 @@ export function healthJob(cron: string): JobSpec {
     cron,
     run: async (services) => {
       await healthTick(services);
+    },
+    onDatabaseDown: async (services, error) => {
+      await reportDatabaseDown(services, error);
     },
   };
 }

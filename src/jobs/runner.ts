@@ -13,6 +13,8 @@ export interface JobSpec {
   /** node-cron expression (seconds field optional). */
   cron: string;
   run(services: Services): Promise<void>;
+  /** Called when the database cannot be reached to lock or record the run (the job does not run). */
+  onDatabaseDown?(services: Services, error: unknown): Promise<void>;
 }
 
 export type JobOutcome = 'ran' | 'skipped' | 'failed';
@@ -29,14 +31,24 @@ function lockKey(name: string): number {
  */
 export async function runJobOnce(services: Services, job: JobSpec): Promise<JobOutcome> {
   const { db, store, logger } = services;
-  const release = await acquire(services, job.name);
-  if (!release) return 'skipped';
+  let release: (() => Promise<void>) | null = null;
   try {
+    release = await acquire(services, job.name);
+    if (!release) return 'skipped';
     await db.query(
       `INSERT INTO warden_job_run (job, last_started, runs) VALUES ($1, now(), 1)
        ON CONFLICT (job) DO UPDATE SET last_started = now(), runs = warden_job_run.runs + 1`,
       [job.name],
     );
+  } catch (e) {
+    // The database is unreachable: nothing can be locked or recorded. Say so, and let the
+    // job report it in its own way (the health job alerts on-call without the database).
+    logger.error({ err: e, job: job.name }, 'scheduled job could not reach the database');
+    await release?.().catch(() => {});
+    await job.onDatabaseDown?.(services, e).catch((err) => logger.error({ err, job: job.name }, 'could not report the database outage'));
+    return 'failed';
+  }
+  try {
     try {
       await job.run(services);
       await db.query('UPDATE warden_job_run SET last_success = now() WHERE job = $1', [job.name]);
@@ -52,7 +64,7 @@ export async function runJobOnce(services: Services, job: JobSpec): Promise<JobO
       return 'failed';
     }
   } finally {
-    await release();
+    await release!();
   }
 
   async function acquire(s: Services, name: string): Promise<(() => Promise<void>) | null> {
@@ -60,7 +72,13 @@ export async function runJobOnce(services: Services, job: JobSpec): Promise<JobO
       // A session-level advisory lock on a dedicated pooled connection, released after the run.
       const pool = (s.db as import('../db/index.js').PgDb).pool;
       const client = await pool.connect();
-      const { rows } = await client.query('SELECT pg_try_advisory_lock($1) AS ok', [lockKey(name)]);
+      let rows;
+      try {
+        ({ rows } = await client.query('SELECT pg_try_advisory_lock($1) AS ok', [lockKey(name)]));
+      } catch (e) {
+        client.release(e as Error);
+        throw e;
+      }
       if (!rows[0].ok) {
         client.release();
         return null;
@@ -82,9 +100,15 @@ export async function runJobOnce(services: Services, job: JobSpec): Promise<JobO
 /** Schedules a job with node-cron; returns a stop function. */
 export function scheduleJob(services: Services, job: JobSpec): () => Promise<void> {
   if (!cron.validate(job.cron)) throw new Error(`Job ${job.name}: "${job.cron}" is not a valid cron expression`);
-  const task = cron.schedule(job.cron, () => {
-    void runJobOnce(services, job);
-  }, { name: job.name, noOverlap: true });
+  const task = cron.schedule(
+    job.cron,
+    () =>
+      runJobOnce(services, job).catch((err) => {
+        // runJobOnce handles its own failures; this only guards against a bug there.
+        services.logger.error({ err, job: job.name }, 'scheduled job crashed');
+      }),
+    { name: job.name, noOverlap: true },
+  );
   return async () => {
     await task.stop();
   };

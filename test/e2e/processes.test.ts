@@ -44,7 +44,7 @@ describe('npm start', () => {
     expect(err).toContain('npm run console');
   });
 
-  it('serves signed requests over HTTP with Slack settings', async () => {
+  it('serves signed requests over HTTP with Slack settings', { timeout: 120_000 }, async () => {
     const fake = await new FakeSlack().start();
     cleanups.push(() => fake.stop());
     const { url, cleanup } = await createTestDb();
