@@ -33,6 +33,13 @@ const EMOJI: Record<string, string> = {
   email: '📧',
   mag: '🔍',
   bell: '🔔',
+  heavy_minus_sign: '➖',
+  incoming_envelope: '📨',
+  clock3: '🕒',
+  no_entry: '⛔',
+  arrow_up: '⬆️',
+  arrow_down: '⬇️',
+  arrow_right: '➡️',
 };
 
 export class ConsoleRenderer {
@@ -66,7 +73,7 @@ export class ConsoleRenderer {
     for (const b of blocks) {
       switch (b.type) {
         case 'header':
-          lines.push(this.bold(`== ${b.text?.text ?? ''} ==`));
+          lines.push(this.bold(`== ${this.mrkdwn(b.text?.text ?? '')} ==`));
           break;
         case 'section':
           if (b.text) lines.push(this.mrkdwn(b.text.text));

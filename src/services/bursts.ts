@@ -1,3 +1,4 @@
+import { SingleFlight } from './single-flight.js';
 import type { Config } from '../config.js';
 import type { Db, Queryable } from '../db/index.js';
 import type { Logger } from '../logger.js';
@@ -50,8 +51,7 @@ interface BurstRow {
 }
 
 export class BurstAlerts {
-  private running: Promise<number> | null = null;
-  private again = false;
+  private readonly flight = new SingleFlight(() => this.scanOnce());
 
   constructor(private readonly deps: BurstDeps) {}
 
@@ -88,28 +88,13 @@ export class BurstAlerts {
       clearInterval(timer);
       if (pending) clearTimeout(pending);
       await unlisten?.().catch(() => {});
-      await this.running?.catch(() => {});
+      await this.flight.idle();
     };
   }
 
   /** Opens or updates burst alerts; returns how many messages (posts + updates) were queued. */
   scan(): Promise<number> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    const run = (async () => {
-      let total = 0;
-      do {
-        this.again = false;
-        total += await this.scanOnce();
-      } while (this.again);
-      return total;
-    })().finally(() => {
-      this.running = null;
-    });
-    this.running = run;
-    return run;
+    return this.flight.run();
   }
 
   private async scanOnce(): Promise<number> {

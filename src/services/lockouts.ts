@@ -1,3 +1,4 @@
+import { SingleFlight } from './single-flight.js';
 import type { Config } from '../config.js';
 import type { Db, Queryable } from '../db/index.js';
 import { NotFoundError } from '../errors.js';
@@ -70,8 +71,16 @@ export interface LockoutDeps {
 }
 
 export class LockoutAlerts {
-  private running: Promise<number> | null = null;
-  private again = false;
+  private readonly flight = new SingleFlight(async () => {
+    // Batch after batch until one comes back short: the cursor has caught up.
+    let total = 0;
+    let n: number;
+    do {
+      n = await this.scanBatch();
+      total += n;
+    } while (n >= BATCH);
+    return total;
+  });
 
   constructor(private readonly deps: LockoutDeps) {}
 
@@ -100,32 +109,13 @@ export class LockoutAlerts {
       stopped = true;
       clearInterval(timer);
       await unlisten?.().catch(() => {});
-      await this.running?.catch(() => {});
+      await this.flight.idle();
     };
   }
 
   /** Handles every lockout event not handled yet; returns how many alerts were queued. */
   scan(): Promise<number> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    const run = (async () => {
-      let total = 0;
-      do {
-        this.again = false;
-        let n: number;
-        do {
-          n = await this.scanBatch();
-          total += n;
-        } while (n < 0 ? false : n >= BATCH);
-      } while (this.again);
-      return total;
-    })().finally(() => {
-      this.running = null;
-    });
-    this.running = run;
-    return run;
+    return this.flight.run();
   }
 
   /** One batch in one transaction: alerts, merges, cursors and outbox rows commit together. */

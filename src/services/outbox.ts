@@ -1,3 +1,4 @@
+import { SingleFlight } from './single-flight.js';
 import crypto from 'node:crypto';
 import type { Db, Queryable } from '../db/index.js';
 import type { Logger } from '../logger.js';
@@ -92,9 +93,11 @@ export class Outbox {
   private readonly maxBackoffMs: number;
   private readonly pollMs: number;
   private readonly leaseMs: number;
-  private running: Promise<number> | null = null;
-  private again = false;
   private closed = false;
+  private readonly flight = new SingleFlight(
+    () => this.deliverRounds(),
+    () => !this.closed,
+  );
   private timers = new Set<NodeJS.Timeout>();
 
   constructor(
@@ -180,22 +183,7 @@ export class Outbox {
 
   /** Deliver what is due, oldest first; retries with backoff on 429 (Retry-After) / 5xx / network errors. Returns delivered count. */
   deliverDue(): Promise<number> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    const run = (async () => {
-      let total = 0;
-      do {
-        this.again = false;
-        total += await this.deliverRounds();
-      } while (this.again && !this.closed);
-      return total;
-    })().finally(() => {
-      this.running = null;
-    });
-    this.running = run;
-    return run;
+    return this.flight.run();
   }
 
   /** Deliver soon (after the enqueuing transaction has had time to commit). */
@@ -239,7 +227,7 @@ export class Outbox {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    await this.running?.catch(() => {});
+    await this.flight.idle();
   }
 
   /** Removes delivered rows older than `days` that nothing pending still refers to. */
