@@ -16,7 +16,7 @@ import type { FailedAttempt } from '../src/services/users.js';
 import { md, type Message, type Modal, type ModalField, type ModalValues } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
-import type { ActionHandler, ActionReply, InteractionContext, Reply, Subcommand, ViewHandler, ViewReply } from './types.js';
+import type { ActionHandler, ActionReply, CommandContext, InteractionContext, Reply, Subcommand, ViewHandler, ViewReply } from './types.js';
 import { renderUserCard, statusText } from './users-card.js';
 
 /**
@@ -377,6 +377,13 @@ function unlockedMessage(services: Services, before: UserRow, attempts: FailedAt
   return { text: lines.join('\n') };
 }
 
+/** Lockout cards in the security channel follow an unlock done here; the unlock itself stands either way. */
+async function syncLockoutCards(ctx: CommandContext, userId: number): Promise<void> {
+  await ctx.services.lockouts
+    .markUserUnlocked(ctx.actor, userId)
+    .catch((err: unknown) => ctx.services.logger.warn({ err }, 'could not update the lockout cards of an unlocked account'));
+}
+
 const unlock: Subcommand<z.infer<typeof unlockSchema>> = {
   name: 'unlock',
   usage: 'unlock USERNAME',
@@ -385,6 +392,7 @@ const unlock: Subcommand<z.infer<typeof unlockSchema>> = {
   parse: (words) => parseArgs(words, { positional: ['username'], schema: unlockSchema, usage: UNLOCK_USAGE }),
   run: async (ctx, { username }) => {
     const r = await ctx.services.userAdmin.unlock(ctx.actor, username);
+    await syncLockoutCards(ctx, r.user.id);
     return { kind: 'message', message: unlockedMessage(ctx.services, r.before, r.attempts) };
   },
 };
@@ -586,6 +594,7 @@ function clicked(value: string) {
 const clickUnlock: ActionHandler = async (ctx, value) => {
   const b = clicked(value);
   const r = await ctx.services.userAdmin.unlock(ctx.actor, b.u);
+  await syncLockoutCards(ctx, r.user.id);
   const message = unlockedMessage(ctx.services, r.before, r.attempts);
   if (!b.c) return { kind: 'message', message };
   return { kind: 'update_and_message', update: await renderUserCard(ctx.services, r.user), message };

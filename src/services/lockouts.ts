@@ -402,11 +402,31 @@ export class LockoutAlerts {
           WHERE id = $1 AND unlocked_at IS NULL RETURNING *`,
         [alertId, actor.user.username],
       );
-      const alert = rows[0] ?? (await this.get(alertId));
-      // The card may have been pruned from the outbox long after (30 days): then there is nothing to update.
-      const card = await q.query('SELECT 1 FROM warden_outbox WHERE id = $1', [alert.post_id]);
-      if (rows[0] && card.rows.length) await this.deps.outbox.update(q, alert.post_id, await this.card(q, alert));
-      return alert;
+      if (rows[0]) await this.queueCardUpdate(q, rows[0]);
+      return rows[0] ?? (await this.get(alertId));
     });
+  }
+
+  /**
+   * An account was unlocked some other way (`/users unlock`, the account card's button):
+   * every open lockout card of that account says so too, so the channel never shows a
+   * lock that is gone. Returns how many cards were updated.
+   */
+  async markUserUnlocked(actor: Actor, userId: number): Promise<number> {
+    return this.deps.db.tx(async (q) => {
+      const { rows } = await q.query<LockoutAlertRow>(
+        `UPDATE warden_lockout_alert SET unlocked_by = $2, unlocked_at = now()
+          WHERE user_id = $1 AND unlocked_at IS NULL RETURNING *`,
+        [userId, actor.user.username],
+      );
+      for (const alert of rows) await this.queueCardUpdate(q, alert);
+      return rows.length;
+    });
+  }
+
+  private async queueCardUpdate(q: Queryable, alert: LockoutAlertRow): Promise<void> {
+    // The card may have been pruned from the outbox long after (30 days): then there is nothing to update.
+    const card = await q.query('SELECT 1 FROM warden_outbox WHERE id = $1', [alert.post_id]);
+    if (card.rows.length) await this.deps.outbox.update(q, alert.post_id, await this.card(q, alert));
   }
 }

@@ -8,7 +8,7 @@ import type { Mailer } from './mailer.js';
 import { maskEmail, maskIp } from './masking.js';
 import { generateResetToken, generateTempPassword, hashPassword, RESET_TOKEN_TTL_MS } from './passwords.js';
 import type { StepUpService } from './step-up.js';
-import type { FailedAttempt, UserDirectory } from './users.js';
+import { pickUsernameMatch, usernameLookupSql, type FailedAttempt, type UserDirectory } from './users.js';
 
 /**
  * Write side of user management: every account operation of the guide's "User Management"
@@ -533,8 +533,8 @@ export class UserAdminService {
   private async checkDelete(q: Queryable, actor: Actor, username: string, confirm: string, lock: boolean) {
     const row = await this.loadTarget(q, username, lock);
     if (row.id === actor.user.id) throw new ForbiddenError('You cannot delete your own account. Ask another admin.', 'confirm');
-    if ((confirm ?? '').trim() !== username) {
-      throw new ValidationErrors({ confirm: `Type the username exactly — ${username} — to confirm the deletion.` });
+    if ((confirm ?? '').trim() !== row.username) {
+      throw new ValidationErrors({ confirm: `Type the username exactly — ${row.username} — to confirm the deletion.` });
     }
     if (row.role === 'admin') await this.assertOtherAdminRemains(q, row.id as number, lock, 'confirm');
     return row;
@@ -666,9 +666,10 @@ export class UserAdminService {
   // ---------------------------------------------------------------- shared
 
   private async loadTarget(q: Queryable, username: string, lock: boolean): Promise<Record<string, any>> {
-    const { rows } = await q.query(`SELECT * FROM "user" WHERE username = $1${lock ? ' FOR UPDATE' : ''}`, [username]);
-    if (!rows[0]) throw notFound(username);
-    return rows[0];
+    const { rows } = await q.query<Record<string, any>>(usernameLookupSql('*', lock), [username]);
+    const row = pickUsernameMatch(rows, username);
+    if (!row) throw notFound(username);
+    return row;
   }
 
   /** The actor's role is read again inside the transaction: a demotion a moment ago counts. */

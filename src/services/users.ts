@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Db } from '../db/index.js';
-import { NotFoundError } from '../errors.js';
+import { NotFoundError, UserError } from '../errors.js';
 import { USER_COLUMNS, userRowSchema, type Role, type UserRow } from '../domain/user.js';
 
 export const PAGE_SIZE = 20;
@@ -27,6 +27,22 @@ export interface FailedAttempt {
   timestamp: Date;
   ip_address: string | null;
   details: Record<string, unknown> | null;
+}
+
+/**
+ * Usernames are matched case-insensitively: an exact match wins; otherwise a single match
+ * that differs only in case. Use with pickUsernameMatch.
+ */
+export function usernameLookupSql(columns: string, forUpdate = false): string {
+  return `SELECT ${columns} FROM "user" WHERE lower(username) = lower($1) ORDER BY (username = $1) DESC, id LIMIT 2${forUpdate ? ' FOR UPDATE' : ''}`;
+}
+
+export function pickUsernameMatch<T extends { username?: unknown }>(rows: T[], username: string): T | undefined {
+  if (!rows.length) return undefined;
+  if (rows[0].username === username || rows.length === 1) return rows[0];
+  throw new UserError(
+    `\`${username}\` matches several accounts that differ only in upper/lower case (${rows.map((r) => `\`${String(r.username)}\``).join(', ')}). Type the exact name.`,
+  );
 }
 
 /** Read side of user management: the guide's "View All Users" and a single account. */
@@ -81,8 +97,9 @@ export class UserDirectory {
   }
 
   async findByUsername(username: string): Promise<UserRow | undefined> {
-    const { rows } = await this.db.query(`SELECT ${USER_COLUMNS} FROM "user" WHERE username = $1`, [username]);
-    return rows[0] ? userRowSchema.parse(rows[0]) : undefined;
+    const { rows } = await this.db.query(usernameLookupSql(USER_COLUMNS), [username]);
+    const row = pickUsernameMatch(rows, username);
+    return row ? userRowSchema.parse(row) : undefined;
   }
 
   async getByUsername(username: string): Promise<UserRow> {

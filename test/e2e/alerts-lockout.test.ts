@@ -304,6 +304,21 @@ describe('lockout card buttons', () => {
     const again = await main.t.driver.reply(await main.t.driver.click('U_ALICE', unlock));
     expect(textOf(again.args)).toContain('larry was already unlocked by bob');
   });
+
+  it('an unlock done with /users unlock updates the lockout card too', async () => {
+    await createUser(db, { username: 'ulla', role: 'biller', area: null });
+    await appLocksOut('ulla');
+    const card = await fake.waitFor((c) => c.method === 'chat.postMessage' && textOf(c.args).includes('Account locked: ulla'), 5000);
+    await settle(main.t.warden.services);
+    const since = fake.calls.length;
+    const reply = await main.t.driver.reply(await main.t.driver.command('U_ALICE', '/users unlock ulla'));
+    expect(textOf(reply.args)).toContain('Unlocked *ulla*');
+    const update = await fake.waitFor((c) => c.method === 'chat.update' && c.args.ts === card.result?.ts, 5000, since);
+    expect(textOf(update.args)).toContain('Unlocked by alice');
+    expect(buttonsOf(update.args.blocks).map((b) => b.text)).toEqual(['Show attempts']);
+    const alert = (await db.query<any>(`SELECT unlocked_by FROM warden_lockout_alert WHERE username = 'ulla'`)).rows;
+    expect(alert).toEqual([{ unlocked_by: 'alice' }]);
+  });
 });
 
 async function waitUntil(cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {

@@ -139,3 +139,17 @@ describe('request signing', () => {
     expect(await r.json()).toMatchObject({ status: 'ready', checks: { database: { ok: true }, migrations: { ok: true }, store: { ok: true } } });
   });
 });
+
+describe('usernames typed in another case', () => {
+  it('find the account, with an exact match winning over a case variant', async () => {
+    const reply = await t.driver.reply(await t.driver.command('U_ALICE', '/users show LockedLarry'));
+    expect(textOf(reply.args)).toContain('lockedlarry');
+    expect(textOf(reply.args)).toContain(':lock: locked until');
+    await createUser(db, { username: 'Casey', role: 'biller', area: null, email: 'casey1@example.com' });
+    await createUser(db, { username: 'casey', role: 'dispatcher', area: 'indore', email: 'casey2@example.com' });
+    const exact = await t.driver.reply(await t.driver.command('U_ALICE', '/users show Casey'));
+    expect(textOf(exact.args)).toMatch(/Role\*\nbiller/);
+    const ambiguous = await t.driver.reply(await t.driver.command('U_ALICE', '/users show CASEY'));
+    expect(textOf(ambiguous.args)).toContain('matches several accounts that differ only in upper/lower case');
+  });
+});
