@@ -152,9 +152,9 @@ async function main() {
     }
     const inputs = (view.blocks ?? []).filter((b: any) => b.type === 'input');
     let values: Record<string, string | string[] | undefined> = {};
-    let ask = inputs;
+    let pending = inputs;
     for (;;) {
-      for (const b of ask) {
+      for (const b of pending) {
         const el = b.element;
         const label = `${b.label?.text ?? b.block_id}${b.optional ? ' (optional)' : ''}`;
         if (b.hint?.text) console.log(`│ ${renderer.mrkdwn(b.hint.text)}`);
@@ -181,7 +181,7 @@ async function main() {
       if (answer.status !== 200) return void console.log(`└─ Warden answered HTTP ${answer.status}`);
       if (ack?.response_action === 'errors') {
         for (const [field, msg] of Object.entries(ack.errors as Record<string, string>)) console.log(`│ ✗ ${field}: ${renderer.mrkdwn(msg)}`);
-        ask = inputs.filter((b: any) => b.block_id in ack.errors);
+        pending = inputs.filter((b: any) => b.block_id in ack.errors);
         continue;
       }
       if (ack?.response_action === 'update' || ack?.response_action === 'push') {
