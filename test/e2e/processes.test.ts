@@ -13,8 +13,9 @@ const TSX = path.resolve('node_modules/.bin/tsx');
 const children: ChildProcess[] = [];
 const cleanups: (() => Promise<void>)[] = [];
 
-function run(args: string[], env: Record<string, string | undefined>, timeoutMs = 90_000) {
+function run(args: string[], env: Record<string, string | undefined>, timeoutMs = 90_000, stdin?: string) {
   const child = spawn(TSX, args, { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv });
+  if (stdin !== undefined) child.stdin.end(stdin);
   children.push(child);
   let out = '';
   let err = '';
@@ -94,5 +95,17 @@ describe('npm run console', () => {
     expect(out).toContain('alice · admin');
     expect(out).toMatch(/== ravi\.k ==[\s\S]*locked until[\s\S]*\[\d+\] Unlock/);
     expect(fs.existsSync(path.join(dataDir, 'PG_VERSION'))).toBe(true);
+  }, 150_000);
+
+  it('asks a form\'s fields at prompts, shows field errors, and can cancel (interactive, piped)', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-console-'));
+    const input = ['as U_ADMIN2', '/users delete erin', 'erin', '', '000000', 'cancel', 'quit', ''].join('\n');
+    const { code, out } = await run(['src/console/main.ts'], { WARDEN_DATA_DIR: dataDir, LOG_LEVEL: 'error' }, 120_000, input).done;
+    expect(code).toBe(0);
+    expect(out).toContain('Now acting as U_ADMIN2 (@carol');
+    expect(out).toContain('Type erin to confirm');
+    expect(out).toContain('That 2FA code is not valid');
+    expect(out).toContain('└─ cancelled');
+    expect(out).not.toContain('Console error');
   }, 150_000);
 });
