@@ -1,17 +1,24 @@
 import { App, HTTPReceiver, LogLevel } from '@slack/bolt';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { startWarden } from '../src/bootstrap.js';
-import { loadConfig } from '../src/config.js';
+import { loadConfig, type Config } from '../src/config.js';
 import { PgDb } from '../src/db/index.js';
+import { USER_COLUMNS } from '../src/domain/user.js';
 import { createLogger } from '../src/logger.js';
 import { openStore } from '../src/store/index.js';
 
 /**
- * The HTTP app under test for the Slack benchmark (bench/suites/slack.ts): either the real
- * Warden (startWarden over the benchmark database, Redis when given) or a bare Bolt app whose
- * /users handler acks and answers a static text through respond(). Both listen on a free
- * loopback port and talk to the suite's FakeSlack.
+ * The HTTP app under test for the Slack benchmark (bench/suites/slack.ts), one of:
+ *  - 'warden': the real Warden (startWarden over the benchmark database, Redis when given);
+ *  - 'bare': a bare Bolt app whose /users handler acks and answers a static text through
+ *    respond() — no I/O at all, the floor of what Bolt itself costs;
+ *  - 'bare-sql': a bare Bolt app doing the same work as Warden's `/users show USERNAME` minus
+ *    Warden's framework: ack, the same user lookup SQL through its own pg Pool of Warden's
+ *    size (DATABASE_POOL_MAX), respond() with `${username}: ${role}` — the "same request"
+ *    DESIGN §5's overhead target compares against.
+ * Each listens on a free loopback port and talks to the suite's FakeSlack.
  *
  * Run as a child process (`node --import tsx bench/slack-target.ts`) so the app under test
  * has its own event loop and heap: the load generator and FakeSlack stay out of its latency
@@ -21,7 +28,7 @@ import { openStore } from '../src/store/index.js';
  * runs compiled JS), so the tsx loader's thread and transforms are not counted.
  */
 
-export type TargetKind = 'warden' | 'bare';
+export type TargetKind = 'warden' | 'bare' | 'bare-sql';
 
 export interface TargetOptions {
   kind: TargetKind;
@@ -41,9 +48,9 @@ export interface RunningTarget {
 
 export const BARE_TEXT = 'bare bolt: static answer';
 
-export async function startTarget(opts: TargetOptions): Promise<RunningTarget> {
-  if (opts.kind === 'bare') return startBare(opts);
-  const config = loadConfig({
+/** Warden's settings for the benchmark; 'bare-sql' takes its pool size from them too. */
+function benchConfig(opts: TargetOptions): Config {
+  return loadConfig({
     SLACK_BOT_TOKEN: 'xoxb-bench-token',
     SLACK_SIGNING_SECRET: opts.signingSecret,
     SLACK_API_URL: opts.slackApiUrl,
@@ -52,6 +59,12 @@ export async function startTarget(opts: TargetOptions): Promise<RunningTarget> {
     MIGRATE: opts.migrate === false ? 'off' : 'on',
     LOG_LEVEL: 'info',
   });
+}
+
+export async function startTarget(opts: TargetOptions): Promise<RunningTarget> {
+  if (opts.kind === 'bare') return startBare(opts);
+  if (opts.kind === 'bare-sql') return startBareSql(opts);
+  const config = benchConfig(opts);
   // Logging at info as in production; the child's stdout goes to /dev/null.
   const logger = createLogger({ level: 'info', format: 'json' });
   const db = PgDb.connect(opts.databaseUrl, config.DATABASE_POOL_MAX);
@@ -67,7 +80,7 @@ export async function startTarget(opts: TargetOptions): Promise<RunningTarget> {
   };
 }
 
-async function startBare(opts: TargetOptions): Promise<RunningTarget> {
+function bareApp(opts: TargetOptions): App {
   const receiver = new HTTPReceiver({
     signingSecret: opts.signingSecret,
     endpoints: '/slack/events',
@@ -79,17 +92,56 @@ async function startBare(opts: TargetOptions): Promise<RunningTarget> {
     logLevel: LogLevel.ERROR,
     clientOptions: { slackApiUrl: opts.slackApiUrl },
   });
-  app.command('/users', async ({ ack, respond }) => {
-    await ack();
-    await respond({ response_type: 'ephemeral', text: BARE_TEXT });
-  });
+  return app;
+}
+
+async function listen(app: App, cleanup?: () => Promise<void>): Promise<RunningTarget> {
   const server: any = await app.start(0);
   return {
     port: (server.address() as AddressInfo).port,
     async stop() {
       await app.stop().catch(() => {});
+      await cleanup?.();
     },
   };
+}
+
+async function startBare(opts: TargetOptions): Promise<RunningTarget> {
+  const app = bareApp(opts);
+  app.command('/users', async ({ ack, respond }) => {
+    await ack();
+    await respond({ response_type: 'ephemeral', text: BARE_TEXT });
+  });
+  return listen(app);
+}
+
+/**
+ * Warden's `/users show USERNAME` without Warden: no retry dedupe, no identity lookup or role
+ * check, no zod, no Block Kit — one query on a plain pg Pool (same size and timeouts as
+ * PgDb.connect), one plain-text respond().
+ */
+async function startBareSql(opts: TargetOptions): Promise<RunningTarget> {
+  const pool = new pg.Pool({
+    connectionString: opts.databaseUrl,
+    max: benchConfig(opts).DATABASE_POOL_MAX,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30000,
+  });
+  pool.on('error', () => {});
+  const app = bareApp(opts);
+  app.command('/users', async ({ ack, respond, command }) => {
+    await ack();
+    const username = (command.text ?? '').trim().split(/\s+/)[1] ?? '';
+    let text: string;
+    try {
+      const { rows } = await pool.query(`SELECT ${USER_COLUMNS} FROM "user" WHERE username = $1`, [username]);
+      text = rows[0] ? `${rows[0].username}: ${rows[0].role}` : `No user named ${username}.`;
+    } catch (e) {
+      text = `error: ${(e as Error).message}`;
+    }
+    await respond({ response_type: 'ephemeral', text });
+  });
+  return listen(app, () => pool.end());
 }
 
 /** Child-process entry: options as JSON in argv[2]. */
