@@ -56,17 +56,15 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   }
 
   // A Slack retry re-sends the very same body; a genuine second click or submission
-  // always differs (action_ts, view hash, trigger_id). Drop exact repeats.
-  app.use(async ({ body, ack, next }) => {
+  // always differs (action_ts, view hash, trigger_id). Exact repeats are dropped. Commands
+  // and clicks check after their ack, so the Redis round trip stays out of Slack's 3 s;
+  // modal submissions check first, because their ack carries the answer.
+  const firstDelivery = async (body: unknown): Promise<boolean> => {
     const digest = crypto.createHash('sha256').update(JSON.stringify(body)).digest('hex');
     const first = await services.store.setIfAbsent(`dedupe:${digest}`, '1', 600).catch(() => true);
-    if (!first) {
-      logger.info({ type: (body as any).type }, 'duplicate Slack delivery ignored');
-      if (ack) await (ack as () => Promise<void>)();
-      return;
-    }
-    await next();
-  });
+    if (!first) logger.info({ type: (body as any).type ?? 'slash_command' }, 'duplicate Slack delivery ignored');
+    return first;
+  };
 
   const fail = (e: unknown, where: string): { text: string; usage?: string } => {
     if (e instanceof UserError) return { text: `:warning: ${e.message}`, usage: e.usage };
@@ -82,8 +80,9 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
 
   for (const mod of deps.commands) {
     const help = helpText(mod.command, mod.summary, mod.subcommands);
-    app.command(mod.command, async ({ command, ack, respond, client }) => {
+    app.command(mod.command, async ({ command, ack, respond, client, body }) => {
       await ack();
+      if (!(await firstDelivery(body))) return;
       try {
         const words = tokenize(command.text ?? '');
         const name = (words[0] ?? mod.defaultSubcommand ?? 'help').toLowerCase();
@@ -119,6 +118,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
 
   app.action(/.*/, async ({ ack, body, action, respond, client }) => {
     await ack();
+    if (!(await firstDelivery(body))) return;
     const actionId = (action as any).action_id as string;
     const b = body as any;
     const handler = actions.get(actionId);
@@ -166,6 +166,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     }
     const fieldErrors = (errors: Record<string, string>) =>
       (ack as any)({ response_action: 'errors', errors }) as Promise<void>;
+    if (!(await firstDelivery(body))) return ack();
     try {
       const handler = views.get(callbackId);
       if (!handler) throw new UserError('This form is not handled by Warden any more. Close it and start again.');
