@@ -32,6 +32,16 @@ export function describeDbError(e: unknown): string {
   return code ? `error ${code}` : 'unreachable';
 }
 
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', '53300', '57P01', '57P02', '57P03']);
+
+/** True for errors that mean "PostgreSQL cannot be reached", as opposed to a bad query. */
+export function isDatabaseConnectionError(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  if (!err) return false;
+  if (err.code && (CONNECTION_CODES.has(err.code) || err.code.startsWith('08'))) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(err.message ?? '');
+}
+
 function downMessage(state: OutageState): Message {
   const text =
     `:red_circle: *Database unreachable* — Warden cannot reach PostgreSQL since ${md.date(new Date(state.since))}: ${state.error}.\n` +

@@ -12,6 +12,8 @@ import type {
   ViewHandler,
 } from '../../commands/types.js';
 import { UserError, ValidationErrors } from '../errors.js';
+import { describeDbError, isDatabaseConnectionError } from '../services/database-outage.js';
+import { StoreUnavailableError } from '../store/index.js';
 import type { Logger } from '../logger.js';
 import { requireAdmin, type SlackIdentity } from '../services/identity.js';
 import type { Services } from '../services/index.js';
@@ -69,6 +71,23 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   const fail = (e: unknown, where: string): { text: string; usage?: string } => {
     if (e instanceof UserError) return { text: `:warning: ${e.message}`, usage: e.usage };
     const ref = crypto.randomBytes(4).toString('hex');
+    // Outages are not bugs: say what is down, that nothing changed, and where on-call should look.
+    if (e instanceof StoreUnavailableError) {
+      logger.error({ err: e, ref, where }, 'store (Redis) unavailable while handling a Slack request');
+      return {
+        text:
+          `:red_circle: Warden cannot reach its store (Redis) right now, which step-up checks, one-time codes and rate limits need. ` +
+          `Nothing was changed; try again in a moment. On-call: check Redis and REDIS_URL (ref \`${ref}\`).`,
+      };
+    }
+    if (isDatabaseConnectionError(e)) {
+      logger.error({ err: e, ref, where }, 'database unavailable while handling a Slack request');
+      return {
+        text:
+          `:red_circle: Warden cannot reach the application database right now (${describeDbError(e)}). ` +
+          `Nothing was changed; try again in a moment. On-call: check PostgreSQL and DATABASE_URL (ref \`${ref}\`).`,
+      };
+    }
     logger.error({ err: e, ref, where }, 'unexpected error while handling a Slack request');
     return { text: `:x: Sorry, something went wrong on our side (ref \`${ref}\`). The error has been logged.` };
   };

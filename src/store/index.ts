@@ -5,6 +5,14 @@ import { Redis } from 'ioredis';
  * Redis when REDIS_URL is set (shared by replicas); otherwise an in-process map, which
  * is only correct for a single instance.
  */
+/** The store (Redis) could not be reached; shown to users as an outage, never as a bug. */
+export class StoreUnavailableError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`store unavailable: ${(cause as Error)?.message ?? cause}`);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
 export interface Store {
   readonly kind: 'redis' | 'memory';
   /** Increments a counter; the first increment starts its TTL. Returns the new value. */
@@ -78,7 +86,8 @@ export class RedisStore implements Store {
     const redis = new Redis(url, {
       keyPrefix,
       lazyConnect: false,
-      maxRetriesPerRequest: 2,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2000,
       enableOfflineQueue: true,
       // Keep retrying in the background: a Redis outage is reported by /readyz and /health.
       retryStrategy: (times) => Math.min(times * 200, 5000),
@@ -87,33 +96,49 @@ export class RedisStore implements Store {
     return new RedisStore(redis);
   }
 
+  /** Every Redis call goes through here, so a Redis outage surfaces as one error type. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    // While ioredis is reconnecting after a loss, fail at once instead of queueing the
+    // command behind growing retry delays: callers answer Slack within 3 seconds.
+    if (this.redis.status === 'reconnecting' || this.redis.status === 'end' || this.redis.status === 'close') {
+      throw new StoreUnavailableError(new Error(`Redis connection is ${this.redis.status}`));
+    }
+    try {
+      return await fn();
+    } catch (e) {
+      throw new StoreUnavailableError(e);
+    }
+  }
+
   async incr(key: string, ttlSeconds: number) {
-    const [[, n]] = (await this.redis.multi().incr(key).expire(key, ttlSeconds, 'NX').exec()) as [[null, number]];
-    return n;
+    return this.call(async () => {
+      const [[, n]] = (await this.redis.multi().incr(key).expire(key, ttlSeconds, 'NX').exec()) as [[null, number]];
+      return n;
+    });
   }
 
   async setIfAbsent(key: string, value: string, ttlSeconds: number) {
-    return (await this.redis.set(key, value, 'EX', ttlSeconds, 'NX')) === 'OK';
+    return this.call(async () => (await this.redis.set(key, value, 'EX', ttlSeconds, 'NX')) === 'OK');
   }
 
   async set(key: string, value: string, ttlSeconds: number) {
-    await this.redis.set(key, value, 'EX', ttlSeconds);
+    await this.call(() => this.redis.set(key, value, 'EX', ttlSeconds));
   }
 
   async get(key: string) {
-    return this.redis.get(key);
+    return this.call(() => this.redis.get(key));
   }
 
   async del(key: string) {
-    await this.redis.del(key);
+    await this.call(() => this.redis.del(key));
   }
 
   async ping() {
-    await this.redis.ping();
+    await this.call(() => this.redis.ping());
   }
 
   async hitRate() {
-    const info = await this.redis.info('stats');
+    const info = await this.call(() => this.redis.info('stats'));
     const hits = Number(/keyspace_hits:(\d+)/.exec(info)?.[1] ?? 0);
     const misses = Number(/keyspace_misses:(\d+)/.exec(info)?.[1] ?? 0);
     return { hits, misses, rate: hits + misses > 0 ? (100 * hits) / (hits + misses) : null };

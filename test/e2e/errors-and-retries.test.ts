@@ -3,14 +3,14 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWarden, type Warden } from '../../src/bootstrap.js';
 import { loadConfig } from '../../src/config.js';
-import type { Db } from '../../src/db/index.js';
+import { PgDb, type Db } from '../../src/db/index.js';
 import { redactPaths } from '../../src/logger.js';
 import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
 import { SlackDriver, textOf } from '../../src/slack/sim/driver.js';
-import type { Store } from '../../src/store/index.js';
+import { RedisStore, type Store } from '../../src/store/index.js';
 import { freePort, SIGNING_SECRET } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
-import { createUser, linkSlack } from '../helpers/fixtures.js';
+import { createUser, linkSlack, totpOf } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
 
 let db: Db;
@@ -95,5 +95,61 @@ describe('logging', () => {
     const out = lines.join('');
     for (const secret of ['xoxb-1', '"p"', '123456', '"S"', 'a@b.c', '"k"']) expect(out).not.toContain(secret);
     expect(out).toContain('[redacted]');
+  });
+});
+
+describe('outages are answered as outages, not as bugs', () => {
+  const startWith = async (opts: { db: Db; store: Store; migrate: 'on' | 'off' }) => {
+    const config = loadConfig({
+      SLACK_BOT_TOKEN: 'xoxb-err',
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_API_URL: fake.apiUrl,
+      PORT: String(await freePort()),
+      MIGRATE: opts.migrate,
+    });
+    const w = await startWarden({ config, logger: pino({ level: 'silent' }), db: opts.db, store: opts.store, jobs: false });
+    return { w, d: new SlackDriver({ appUrl: `http://127.0.0.1:${w.port}`, signingSecret: SIGNING_SECRET, fake }) };
+  };
+
+  it('database down: a clear answer, and /readyz says why', async () => {
+    // Nothing listens on port 1 of loopback: every connection is refused at once.
+    const deadDb = PgDb.connect('postgres://warden@127.0.0.1:1/warden', 2);
+    const { w, d } = await startWith({ db: deadDb, store, migrate: 'off' });
+    try {
+      const text = textOf((await d.reply(await d.command('U_ERR', '/users list'))).args);
+      expect(text).toContain('Warden cannot reach the application database right now (connection refused (ECONNREFUSED))');
+      expect(text).toContain('Nothing was changed');
+      expect(text).not.toContain('127.0.0.1');
+      const ready = await fetch(`http://127.0.0.1:${w.port}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ status: 'unready', checks: { database: { ok: false } } });
+    } finally {
+      await w.stop();
+      await deadDb.close().catch(() => {});
+    }
+  });
+
+  it('Redis down: reads still work, step-up refuses clearly and changes nothing', async () => {
+    const stepper = await createUser(db, { username: 'outagestepper', role: 'admin', twoFa: true, area: null });
+    await createUser(db, { username: 'outagetarget', role: 'dispatcher', area: 'indore' });
+    await linkSlack(db, 'U_OUTAGE', stepper.id);
+    const deadStore = RedisStore.connect('redis://127.0.0.1:1/0', 'warden-outage:');
+    const { w, d } = await startWith({ db, store: deadStore, migrate: 'on' });
+    try {
+      const list = textOf((await d.reply(await d.command('U_OUTAGE', '/users show outagetarget'))).args);
+      expect(list).toContain('outagetarget');
+      const modal = await d.reply(await d.command('U_OUTAGE', '/users role outagetarget admin'));
+      expect(modal.method).toBe('views.open');
+      const { ack } = await d.submit('U_OUTAGE', modal.args.view, { role: 'admin', totp: await totpOf(stepper) });
+      expect(JSON.stringify(ack)).toContain('Warden cannot reach its store (Redis) right now');
+      const { rows } = await db.query<{ role: string }>(`SELECT role FROM "user" WHERE username = 'outagetarget'`);
+      expect(rows[0].role).toBe('dispatcher');
+      const ready = await fetch(`http://127.0.0.1:${w.port}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ checks: { store: { ok: false }, database: { ok: true } } });
+    } finally {
+      await w.stop();
+      await deadStore.close();
+    }
   });
 });
