@@ -1,4 +1,5 @@
 import { SingleFlight } from './single-flight.js';
+import { startWatcher } from './watcher.js';
 import type { Config } from '../config.js';
 import type { Db, Queryable } from '../db/index.js';
 import type { Logger } from '../logger.js';
@@ -59,37 +60,18 @@ export class BurstAlerts {
     return this.deps.config.SECURITY_CHANNEL ?? this.deps.config.ALERTS_CHANNEL;
   }
 
-  async start(): Promise<() => Promise<void>> {
-    const { db, logger } = this.deps;
-    let stopped = false;
-    let pending: NodeJS.Timeout | null = null;
-    const kick = () => {
-      if (!stopped) this.scan().catch((err) => logger.error({ err }, 'burst scan failed'));
-    };
-    const debounced = () => {
-      if (pending || stopped) return;
-      pending = setTimeout(() => {
-        pending = null;
-        kick();
-      }, DEBOUNCE_MS);
-      pending.unref();
-    };
-    let unlisten: (() => Promise<void>) | undefined;
-    try {
-      unlisten = await db.listen('warden_security', debounced);
-    } catch (err) {
-      logger.warn({ err }, 'bursts: LISTEN failed; scanning on the timer only');
-    }
-    kick();
-    const timer = setInterval(kick, SAFETY_SCAN_MS);
-    timer.unref();
-    return async () => {
-      stopped = true;
-      clearInterval(timer);
-      if (pending) clearTimeout(pending);
-      await unlisten?.().catch(() => {});
-      await this.flight.idle();
-    };
+  /** LISTEN warden_security (debounced) + a scan now + a safety scan. Returns stop(). */
+  start(): Promise<() => Promise<void>> {
+    return startWatcher({
+      db: this.deps.db,
+      channel: 'warden_security',
+      name: 'bursts',
+      logger: this.deps.logger,
+      scan: () => this.scan(),
+      idle: () => this.flight.idle(),
+      safetyScanMs: SAFETY_SCAN_MS,
+      debounceMs: DEBOUNCE_MS,
+    });
   }
 
   /** Opens or updates burst alerts; returns how many messages (posts + updates) were queued. */

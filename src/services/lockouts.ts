@@ -1,4 +1,5 @@
 import { SingleFlight } from './single-flight.js';
+import { startWatcher } from './watcher.js';
 import type { Config } from '../config.js';
 import type { Db, Queryable } from '../db/index.js';
 import { NotFoundError } from '../errors.js';
@@ -90,27 +91,16 @@ export class LockoutAlerts {
   }
 
   /** LISTEN warden_lockout + a catch-up scan now + a slow safety scan. Returns stop(). */
-  async start(): Promise<() => Promise<void>> {
-    const { db, logger } = this.deps;
-    let stopped = false;
-    const kick = () => {
-      if (!stopped) this.scan().catch((err) => logger.error({ err }, 'lockout scan failed'));
-    };
-    let unlisten: (() => Promise<void>) | undefined;
-    try {
-      unlisten = await db.listen('warden_lockout', kick);
-    } catch (err) {
-      logger.warn({ err }, 'lockouts: LISTEN failed; scanning on the timer only');
-    }
-    kick();
-    const timer = setInterval(kick, SAFETY_SCAN_MS);
-    timer.unref();
-    return async () => {
-      stopped = true;
-      clearInterval(timer);
-      await unlisten?.().catch(() => {});
-      await this.flight.idle();
-    };
+  start(): Promise<() => Promise<void>> {
+    return startWatcher({
+      db: this.deps.db,
+      channel: 'warden_lockout',
+      name: 'lockouts',
+      logger: this.deps.logger,
+      scan: () => this.scan(),
+      idle: () => this.flight.idle(),
+      safetyScanMs: SAFETY_SCAN_MS,
+    });
   }
 
   /** Handles every lockout event not handled yet; returns how many alerts were queued. */
