@@ -346,14 +346,15 @@ export class PromotionService {
         entityId: request.id,
         details: { ...source, requester_id: request.user_id, ...(notes ? { admin_notes: notes } : {}), requires_2fa_enrolment: needs2fa },
       });
-      await q.query(
-        `INSERT INTO warden_promotion_card (request_id, decided_by_slack) VALUES ($1, $2)
-         ON CONFLICT (request_id) DO UPDATE SET decided_by_slack = EXCLUDED.decided_by_slack`,
-        [request.id, actor.slack.userId],
-      );
+      await recordDecider(q, request.id, actor.slack.userId);
       return request;
     });
-    if (!decided) return this.lostRace(id);
+    return this.finishDecision(id, !!decided);
+  }
+
+  /** After the deciding transaction: the loser is told who won; the winner's card and DM go out after answering. */
+  private async finishDecision(id: number, won: boolean): Promise<PromotionView> {
+    if (!won) return this.lostRace(id);
     const view = await this.load(id);
     // Slack wants the modal submission answered within 3 s: the card and the DM go out after.
     this.inBackground(this.afterDecision(view));
@@ -399,18 +400,10 @@ export class PromotionService {
         entityId: request.id,
         details: { promotion_request_id: request.id, requester_id: request.user_id, username: u[0]?.username, rejection_reason: reason },
       });
-      await q.query(
-        `INSERT INTO warden_promotion_card (request_id, decided_by_slack) VALUES ($1, $2)
-         ON CONFLICT (request_id) DO UPDATE SET decided_by_slack = EXCLUDED.decided_by_slack`,
-        [request.id, actor.slack.userId],
-      );
+      await recordDecider(q, request.id, actor.slack.userId);
       return request;
     });
-    if (!decided) return this.lostRace(id);
-    const view = await this.load(id);
-    // Slack wants the modal submission answered within 3 s: the card and the DM go out after.
-    this.inBackground(this.afterDecision(view));
-    return view;
+    return this.finishDecision(id, !!decided);
   }
 
   /** The conditional update matched nothing: say who decided first (or that it just expired). */
@@ -750,4 +743,13 @@ export function decisionDm(view: PromotionView): Message {
       lines.push(`Your request #${r.id} is pending.`);
   }
   return { text: lines.join('\n') };
+}
+
+/** Remembers which Slack user decided, for the card ("Approved by <@U…>"). */
+async function recordDecider(q: Queryable, requestId: number, slackUserId: string): Promise<void> {
+  await q.query(
+    `INSERT INTO warden_promotion_card (request_id, decided_by_slack) VALUES ($1, $2)
+     ON CONFLICT (request_id) DO UPDATE SET decided_by_slack = EXCLUDED.decided_by_slack`,
+    [requestId, slackUserId],
+  );
 }
