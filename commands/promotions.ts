@@ -127,7 +127,7 @@ function summary(view: PromotionView): string {
   const lines = [
     `*${md.escape(u.username)}* (${md.escape(u.role)}${u.dispatch_area ? `, ${md.escape(u.dispatch_area)}` : ''}) asks to become *admin* (request #${view.request.id}).`,
     `>${md.escape(view.request.reason)}`,
-    `Last 30 days: ${view.history.failedLogins} failed logins, ${view.history.lockouts} lockouts, ${view.history.roleChanges} role changes.`,
+    `Last 30 days: ${plural(view.history.failedLogins, 'failed login')}, ${plural(view.history.lockouts, 'lockout')}, ${plural(view.history.roleChanges, 'role change')}.`,
   ];
   if (!u.two_fa_enabled) lines.push(':warning: They have no 2FA: admins must enable it, and they will be told so.');
   return lines.join('\n');
@@ -232,3 +232,5 @@ export const promotionsCommand: CommandModule = {
   },
   // No member interactions: every button and form here is for admins (the router refuses others first).
 };
+
+const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;

@@ -156,7 +156,8 @@ async function main() {
     for (;;) {
       for (const b of pending) {
         const el = b.element;
-        const label = `${b.label?.text ?? b.block_id}${b.optional ? ' (optional)' : ''}`;
+        const labelText = b.label?.text ?? b.block_id;
+        const label = `${labelText}${b.optional && !/optional/i.test(labelText) ? ' (optional)' : ''}`;
         if (b.hint?.text) console.log(`│ ${renderer.mrkdwn(b.hint.text)}`);
         if (el.type === 'plain_text_input') {
           const initial = el.initial_value ? ` [${el.initial_value}]` : '';
@@ -268,12 +269,30 @@ async function main() {
   console.log(`Warden console — acting as ${actingAs}. Type help for commands, /users list role:admin to start.`);
   await settle();
   flush();
+  // What jobs post while you sit at the prompt (lockouts, promotion cards, incidents) is
+  // shown as it arrives, a moment after the last call, followed by the prompt again.
+  let busy = false;
+  let idleTimer: NodeJS.Timeout | undefined;
+  fake.onCall(() => {
+    if (busy) return;
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      if (busy || printedUpTo >= fake.calls.length) return;
+      flush();
+      process.stdout.write(`\n${actingAs}> `);
+    }, 300);
+  });
   for (;;) {
     try {
-      if (!(await run(await ask(`\n${actingAs}> `)))) break;
+      const line = await ask(`\n${actingAs}> `);
+      busy = true;
+      clearTimeout(idleTimer);
+      if (!(await run(line))) break;
     } catch (e) {
       if (e instanceof EndOfInput) break;
       console.log(`Console error: ${(e as Error).message}`);
+    } finally {
+      busy = false;
     }
   }
   rl!.close();
