@@ -16,12 +16,19 @@ if [ "$(id -u)" = "0" ]; then
   chown postgres "$BASE"
 fi
 PGDATA="$BASE/pg"
-if ! "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
-  if [ ! -f "$PGDATA/PG_VERSION" ]; then
-    "${RUNAS[@]}" "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust --no-sync >/dev/null
-  fi
+pg_start() {
   "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$BASE/pg.log" -w \
     -o "-p $PGPORT -k $BASE -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" start >/dev/null
+}
+pg_init() {
+  rm -rf "$PGDATA"
+  "${RUNAS[@]}" "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust --no-sync >/dev/null
+}
+if ! "${RUNAS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+  [ -f "$PGDATA/PG_VERSION" ] || pg_init
+  # A cluster left behind by a killed run (stale lock file, half-written data) is throwaway:
+  # start it afresh rather than fail.
+  pg_start || { echo "restarting the throwaway PostgreSQL cluster from scratch" >&2; pg_init; pg_start; }
 fi
 
 if ! redis-cli -p "$REDISPORT" ping >/dev/null 2>&1; then
