@@ -50,6 +50,9 @@ export function unwrapSlackMarkup(text: string): string {
     .replace(/&amp;/g, '&');
 }
 
+/** The schema of a subcommand that takes no words at all. */
+export const noArgs = z.object({}).strict();
+
 export interface ArgSpec<S extends z.ZodObject<any>> {
   /** Names given to positional words, in order. */
   positional?: string[];

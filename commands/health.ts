@@ -11,7 +11,7 @@ import {
 import { ACK_ACTION, componentLine, renderIncident, type IncidentRow } from '../src/services/incidents.js';
 import type { OutboxStats } from '../src/services/outbox.js';
 import { md, type Block, type Message } from '../src/ui.js';
-import { parseArgs } from './grammar.js';
+import { noArgs, parseArgs } from './grammar.js';
 import { parseButtonValue } from './shared.js';
 import type { CommandModule, Subcommand } from './types.js';
 
@@ -25,7 +25,6 @@ import type { CommandModule, Subcommand } from './types.js';
  * who took the incident, audited as `incident_acknowledged`).
  */
 
-const noArgs = z.object({}).strict();
 
 const status: Subcommand<z.infer<typeof noArgs>> = {
   name: 'status',

@@ -12,7 +12,7 @@ import {
   type PromotionView,
 } from '../src/services/promotions.js';
 import { md, type Block, type Message, type Modal } from '../src/ui.js';
-import { parseArgs } from './grammar.js';
+import { noArgs, parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import type { ActionHandler, CommandModule, InteractionContext, Subcommand, ViewHandler, ViewReply } from './types.js';
 
@@ -33,7 +33,7 @@ const list: Subcommand<Record<string, never>> = {
   usage: 'list',
   summary: 'pending promotion requests, oldest first, with their age',
   role: 'admin',
-  parse: (words) => parseArgs(words, { schema: z.object({}).strict(), usage: LIST_USAGE }) as Record<string, never>,
+  parse: (words) => parseArgs(words, { schema: noArgs, usage: LIST_USAGE }) as Record<string, never>,
   run: async (ctx) => ({ kind: 'message', message: await renderList(ctx.services, ctx.actor) }),
 };
 

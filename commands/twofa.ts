@@ -20,7 +20,7 @@ import {
 } from '../src/services/twofa-recovery.js';
 import { MAX_FAILURE_WINDOW_SECONDS } from '../src/services/twofa-reports.js';
 import { md, type Block, type Button, type Message, type Modal, type ModalField } from '../src/ui.js';
-import { parseArgs } from './grammar.js';
+import { noArgs, parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import type { ActionHandler, CommandModule, InteractionContext, Subcommand, ViewHandler, ViewReply } from './types.js';
 
@@ -92,7 +92,6 @@ const status: Subcommand<z.infer<typeof statusSchema>> = {
 
 // ------------------------------------------------------------------ adoption
 
-const noArgs = z.object({}).strict();
 
 const adoption: Subcommand<z.infer<typeof noArgs>> = {
   name: 'adoption',
