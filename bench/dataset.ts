@@ -1,4 +1,4 @@
-import { PgDb } from '../src/db/index.js';
+import { PgDb, type Queryable } from '../src/db/index.js';
 import { migrate } from '../src/db/migrate.js';
 import { databaseOn } from './lib.js';
 
@@ -43,8 +43,22 @@ export async function benchDatabase(serverUrl: string, log: (s: string) => void 
        FROM generate_series(1, $1::int) g`,
     [BENCH_USERS],
   );
+  await insertAuditRows(db, BENCH_USERS, BENCH_AUDIT_ROWS);
+  // One statement per call: a multi-statement string runs as one transaction, where VACUUM is refused.
+  await db.exec('VACUUM ANALYZE "user"');
+  await db.exec('VACUUM ANALYZE audit_log');
+  log('benchmark data ready');
+  return { url, db };
+}
+
+/**
+ * Generates `rows` audit rows server-side over the last 120 days, spread over users
+ * 1..`users` and the given actions, with role snapshots on role_change / user_updated.
+ * Shared by the benchmark data set and the EXPLAIN-plan test.
+ */
+export async function insertAuditRows(db: Queryable, users: number, rows: number, actions: string[] = ACTIONS): Promise<void> {
   await db.query(
-    `INSERT INTO audit_log (timestamp, user_id, action, entity_type, entity_id, details, ip_address, before_state, after_state)
+    `INSERT INTO audit_log ("timestamp", user_id, action, entity_type, entity_id, details, ip_address, before_state, after_state)
      SELECT now() - (g::float8 / $2::float8) * interval '120 days',
             1 + (g::bigint * 7919) % $1::int,
             a.action,
@@ -55,12 +69,7 @@ export async function benchDatabase(serverUrl: string, log: (s: string) => void 
             CASE WHEN a.action IN ('role_change','user_updated') THEN jsonb_build_object('role','dispatcher','dispatch_area','indore') END,
             CASE WHEN a.action IN ('role_change','user_updated') THEN jsonb_build_object('role','biller','dispatch_area',NULL) END
        FROM generate_series(1, $2::int) g
-       CROSS JOIN LATERAL (SELECT ($3::text[])[1 + (g * 31) % array_length($3::text[], 1)] AS action) a`,
-    [BENCH_USERS, BENCH_AUDIT_ROWS, ACTIONS],
+       CROSS JOIN LATERAL (SELECT ($3::text[])[1 + (g::bigint * 31) % array_length($3::text[], 1)] AS action) a`,
+    [users, rows, actions],
   );
-  // One statement per call: a multi-statement string runs as one transaction, where VACUUM is refused.
-  await db.exec('VACUUM ANALYZE "user"');
-  await db.exec('VACUUM ANALYZE audit_log');
-  log('benchmark data ready');
-  return { url, db };
 }

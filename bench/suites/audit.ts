@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { Db, Queryable } from '../../src/db/index.js';
+import { QueryRecorder as Recorder } from '../../test/helpers/query-recorder.js';
 import { silentLogger } from '../../src/logger.js';
 import { AuditExporter } from '../../src/services/audit-export.js';
 import { AuditSearch, type AuditQuery } from '../../src/services/audit-search.js';
@@ -25,19 +26,6 @@ const SUITE = 'audit';
 const SAMPLES = Number(process.env.BENCH_AUDIT_SAMPLES ?? 200);
 const WARMUP = 20;
 const TARGET = { p: 95 as const, ms: 50 };
-
-/** Records what the service sends so it can be replayed directly. */
-class Recorder implements Queryable {
-  calls: { sql: string; params: unknown[] }[] = [];
-  constructor(private readonly inner: Db) {}
-  query<T>(sql: string, params: unknown[] = []) {
-    this.calls.push({ sql, params });
-    return this.inner.query<T>(sql, params);
-  }
-  exec(sql: string) {
-    return this.inner.exec(sql);
-  }
-}
 
 interface Shape {
   name: string;

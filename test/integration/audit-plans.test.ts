@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Db, Queryable } from '../../src/db/index.js';
+import { insertAuditRows } from '../../bench/dataset.js';
+import type { Db } from '../../src/db/index.js';
 import { AuditSearch, type AuditQuery } from '../../src/services/audit-search.js';
 import { createTestDb } from '../helpers/db.js';
+import { QueryRecorder as Recorder } from '../helpers/query-recorder.js';
 
 /**
  * The plans of every search shape on a table large enough for the planner to care
@@ -20,18 +22,6 @@ const ACTIONS = [
 
 let db: Db;
 let cleanup: () => Promise<void>;
-
-class Recorder implements Queryable {
-  calls: { sql: string; params: unknown[] }[] = [];
-  constructor(private readonly inner: Db) {}
-  query<T>(sql: string, params: unknown[] = []) {
-    this.calls.push({ sql, params });
-    return this.inner.query<T>(sql, params);
-  }
-  exec(sql: string) {
-    return this.inner.exec(sql);
-  }
-}
 
 interface PlanNode {
   'Node Type': string;
@@ -75,21 +65,7 @@ beforeAll(async () => {
      SELECT 'user' || g, 'user' || g || '@plans.example.com', 'x', 'dispatcher' FROM generate_series(1, $1::int) g`,
     [USERS],
   );
-  await db.query(
-    `INSERT INTO audit_log ("timestamp", user_id, action, entity_type, entity_id, details, ip_address, before_state, after_state)
-     SELECT now() - (g::float8 / $2::float8) * interval '120 days',
-            1 + (g::bigint * 7919) % $1::int,
-            a.action,
-            CASE WHEN a.action LIKE '%bag%' THEN 'bag' WHEN a.action LIKE '%bill%' THEN 'bill' ELSE 'user' END,
-            1 + (g::bigint * 104729) % $1::int,
-            jsonb_build_object('username', 'user' || (1 + (g::bigint * 7919) % $1::int)),
-            '10.' || (g % 7) || '.' || (g % 251) || '.' || (g % 13),
-            CASE WHEN a.action IN ('role_change','user_updated') THEN jsonb_build_object('role','dispatcher') END,
-            CASE WHEN a.action IN ('role_change','user_updated') THEN jsonb_build_object('role','biller') END
-       FROM generate_series(1, $2::int) g
-       CROSS JOIN LATERAL (SELECT ($3::text[])[1 + (g::bigint * 31) % array_length($3::text[], 1)] AS action) a`,
-    [USERS, ROWS, ACTIONS],
-  );
+  await insertAuditRows(db, USERS, ROWS, ACTIONS);
   await db.exec('ANALYZE "user"; ANALYZE audit_log;');
 }, 180_000);
 
