@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { ViewHandler, ActionHandler, InteractionModule } from './types.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import { md } from '../src/ui.js';
+import { lockoutAttemptsMessage } from '../src/slack/cards/lockouts.js';
 
 /**
  * Buttons of the security alerts (issue 7): the lockout card's Unlock and Show attempts.
@@ -53,7 +54,7 @@ const submitUnlock: ViewHandler = async (ctx, values, metadata) => {
 
 const clickAttempts: ActionHandler = async (ctx, value) => {
   const { a } = parseButtonValue(alertValue, value, AGAIN);
-  return { kind: 'message', message: await ctx.services.lockouts.showAttempts(ctx.actor, a) };
+  return { kind: 'message', message: lockoutAttemptsMessage(await ctx.services.lockouts.showAttempts(ctx.actor, a), ctx.services.masker) };
 };
 
 export const alertsInteractions: InteractionModule = {

@@ -7,11 +7,11 @@ import {
   PROMOTION_ACTIONS,
   REJECTION_MAX,
   REJECTION_MIN,
-  renderCard,
   validateReason,
   type PromotionView,
 } from '../src/services/promotions.js';
 import { md, type Block, type Message, type Modal } from '../src/ui.js';
+import { renderCard } from '../src/slack/cards/promotions.js';
 import { noArgs, parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import type { ActionHandler, CommandModule, InteractionContext, Subcommand, ViewHandler, ViewReply } from './types.js';

@@ -3,7 +3,8 @@ import { startWatcher } from './watcher.js';
 import type { Config } from '../config.js';
 import type { Db, Queryable } from '../db/index.js';
 import type { Logger } from '../logger.js';
-import { md, type Message } from '../ui.js';
+import type { Message } from '../ui.js';
+import { burstMessage } from '../slack/cards/bursts.js';
 import type { Masker } from './masking.js';
 import type { Outbox } from './outbox.js';
 
@@ -24,6 +25,16 @@ import type { Outbox } from './outbox.js';
 
 export type BurstKind = 'failed_login' | '2fa_failed';
 
+/** A burst alert's content (rendered by src/slack/cards/bursts.ts). */
+export interface BurstAlertData {
+  kind: BurstKind;
+  /** "failed logins" / "failed 2FA verifications". */
+  label: string;
+  alert: BurstRow;
+  windowSec: number;
+  threshold: number;
+}
+
 const KINDS: { kind: BurstKind; action: string; label: string; thresholdKey: 'FAILED_LOGIN_BURST_THRESHOLD' | 'TWOFA_FAILURE_SPIKE_THRESHOLD' }[] = [
   { kind: 'failed_login', action: 'login_failed', label: 'failed logins', thresholdKey: 'FAILED_LOGIN_BURST_THRESHOLD' },
   { kind: '2fa_failed', action: '2fa_verify_failed', label: 'failed 2FA verifications', thresholdKey: 'TWOFA_FAILURE_SPIKE_THRESHOLD' },
@@ -40,7 +51,7 @@ export interface BurstDeps {
   logger: Logger;
 }
 
-interface BurstRow {
+export interface BurstRow {
   kind: BurstKind;
   ip_address: string;
   window_start: Date;
@@ -184,42 +195,6 @@ export class BurstAlerts {
   }
 
   message(k: (typeof KINDS)[number], a: BurstRow, windowSec: number, threshold: number): Message {
-    const { masker } = this.deps;
-    const ip = masker.ip(a.ip_address);
-    const window = humanWindow(windowSec);
-    const ends = new Date(a.window_start.getTime() + windowSec * 1000);
-    const names = a.usernames.slice(0, 10).map((u) => md.code(masker.text(u))).join(', ') + (a.usernames.length > 10 ? ` and ${a.usernames.length - 10} more` : '');
-    const title = k.kind === 'failed_login' ? 'Failed-login burst' : '2FA failure spike';
-    const investigate =
-      k.kind === 'failed_login'
-        ? `\`/audit failed-logins window:${window}\``
-        : `\`/2fa failures window:${window}\``;
-    return {
-      text: `:rotating_light: ${title} from ${ip}: ${a.count} ${k.label} since ${md.date(a.window_start)}`,
-      blocks: [
-        { type: 'header', text: `${title} from ${ip}` },
-        {
-          type: 'fields',
-          fields: [
-            `*${k.label[0].toUpperCase()}${k.label.slice(1)}*\n${a.count} (threshold: more than ${threshold} in ${window})`,
-            `*IP address*\n${md.code(ip)}`,
-            `*First*\n${md.date(a.first_seen)}`,
-            `*Latest*\n${md.date(a.last_seen)}`,
-          ],
-        },
-        { type: 'text', text: `*Accounts tried*\n${names || '—'}` },
-        {
-          type: 'context',
-          text: `One alert per IP per ${window}; this message is updated with the count until ${md.date(ends)}. Investigate: ${investigate}`,
-        },
-      ],
-    };
+    return burstMessage({ kind: k.kind, label: k.label, alert: a, windowSec, threshold }, this.deps.masker);
   }
-}
-
-function humanWindow(seconds: number): string {
-  if (seconds % 86400 === 0) return `${seconds / 86400}d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
-  if (seconds % 60 === 0) return `${seconds / 60}m`;
-  return `${seconds}s`;
 }

@@ -4,7 +4,8 @@ import type { Config } from '../config.js';
 import type { Db, Queryable } from '../db/index.js';
 import { NotFoundError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { md, type Block, type Button, type Message } from '../ui.js';
+import type { Message } from '../ui.js';
+import { lockoutCard } from '../slack/cards/lockouts.js';
 import { requireAdmin, type Actor } from './identity.js';
 import type { Masker } from './masking.js';
 import type { Outbox } from './outbox.js';
@@ -48,6 +49,19 @@ interface AccountInfo {
   role: string;
   locked_until: Date | null;
   failed_login_attempts: number | null;
+}
+
+/** A lockout card's content. */
+export interface LockoutCardData {
+  alert: LockoutAlertRow;
+  /** The account as it is now; null when it no longer exists. */
+  account: { role: string; email: string } | null;
+  attempts: AttemptRow[];
+}
+
+export interface LockoutAttempts {
+  alert: LockoutAlertRow;
+  attempts: AttemptRow[];
 }
 
 export interface AttemptRow {
@@ -313,44 +327,15 @@ export class LockoutAlerts {
     return rows;
   }
 
-  /** The alert card: who, when, until when, recent failed attempts (IPs masked), buttons. */
-  async card(q: Queryable, alert: LockoutAlertRow): Promise<Message> {
-    const { masker } = this.deps;
+  /** What the alert card shows (rendered by src/slack/cards/lockouts.ts). */
+  async cardData(q: Queryable, alert: LockoutAlertRow): Promise<LockoutCardData> {
     const account = await this.account(q, alert.user_id, alert.user_id === null ? alert.username : null);
     const attempts = await this.attempts(q, alert.username, alert.locked_at, 5);
-    const name = md.escape(alert.username);
-    const unlocked = !!alert.unlocked_at;
-    const fields = [
-      `*Account*\n${name}${account ? ` (${account.role})` : ' (no such account now)'}`,
-      `*E-mail*\n${account ? md.escape(masker.email(account.email)) : '—'}`,
-      `*Locked at*\n${md.date(alert.locked_at)}`,
-      `*Locked until*\n${alert.locked_until ? md.date(alert.locked_until) : 'unknown'}`,
-    ];
-    const lines = attempts.length
-      ? attempts.map((a) => `• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? masker.ip(a.ip_address) : 'unknown IP')}`)
-      : ['_No failed logins recorded in the day before the lockout._'];
-    const blocks: Block[] = [
-      { type: 'header', text: unlocked ? `Unlocked: ${alert.username}` : `Account locked: ${alert.username}` },
-      { type: 'fields', fields },
-      { type: 'text', text: `*Recent failed attempts*\n${lines.join('\n')}` },
-    ];
-    const value = JSON.stringify({ a: alert.id });
-    const buttons: Button[] = [];
-    if (!unlocked && account) {
-      buttons.push({ text: 'Unlock', actionId: 'alerts:unlock', value, style: 'primary' });
-    }
-    buttons.push({ text: 'Show attempts', actionId: 'alerts:attempts', value });
-    blocks.push({ type: 'buttons', buttons });
-    blocks.push({
-      type: 'context',
-      text: unlocked
-        ? `:unlock: Unlocked by ${md.escape(alert.unlocked_by ?? 'an admin')} at ${md.date(alert.unlocked_at)}`
-        : `Lockout #${alert.id}${alert.audit_id ? ` · audit_log #${alert.audit_id}` : ''} · Unlock asks for your 2FA code`,
-    });
-    const text = unlocked
-      ? `:unlock: ${alert.username} was unlocked by ${alert.unlocked_by ?? 'an admin'}`
-      : `:lock: Account locked: ${alert.username} at ${md.date(alert.locked_at)}`;
-    return { text, blocks };
+    return { alert, account: account ? { role: account.role, email: account.email } : null, attempts };
+  }
+
+  private async card(q: Queryable, alert: LockoutAlertRow): Promise<Message> {
+    return lockoutCard(await this.cardData(q, alert), this.deps.masker);
   }
 
   async get(alertId: number): Promise<LockoutAlertRow> {
@@ -359,26 +344,12 @@ export class LockoutAlerts {
     return rows[0];
   }
 
-  /** Failed logins behind a lockout, for the Show attempts button (admins; IPs masked). */
-  async showAttempts(actor: Actor, alertId: number): Promise<Message> {
+  /** Failed logins behind a lockout, for the Show attempts button (admins). */
+  async showAttempts(actor: Actor, alertId: number): Promise<LockoutAttempts> {
     requireAdmin(actor, 'see failed login attempts');
     const alert = await this.get(alertId);
     const attempts = await this.attempts(this.deps.db, alert.username, alert.locked_at, 20);
-    const name = md.escape(alert.username);
-    if (!attempts.length) return { text: `No failed logins for ${name} in the day before its lockout at ${md.date(alert.locked_at)}.` };
-    const lines = attempts.map((a) => {
-      const reason = typeof a.details?.reason === 'string' ? ` · ${md.escape(this.deps.masker.text(a.details.reason))}` : '';
-      return `• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? this.deps.masker.ip(a.ip_address) : 'unknown IP')}${reason}`;
-    });
-    const ips = new Set(attempts.map((a) => a.ip_address ?? '?'));
-    return {
-      text: `Failed logins for ${alert.username}`,
-      blocks: [
-        { type: 'text', text: `*${attempts.length} failed login${attempts.length === 1 ? '' : 's'} for ${name}* before the lockout at ${md.date(alert.locked_at)} (from ${ips.size} IP${ips.size === 1 ? '' : 's'})` },
-        { type: 'text', text: lines.join('\n') },
-        { type: 'context', text: `More: \`/audit action:login_failed user:${alert.username}\`` },
-      ],
-    };
+    return { alert, attempts };
   }
 
   /**

@@ -4,7 +4,8 @@ import type { Db, Queryable } from '../db/index.js';
 import { USER_COLUMNS, userRowSchema, type UserRow } from '../domain/user.js';
 import { ConflictError, ForbiddenError, NotFoundError, UserError, ValidationErrors } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { md, type Block, type Button, type Message } from '../ui.js';
+import { md } from '../ui.js';
+import { decidedText, decisionDm, renderCard } from '../slack/cards/promotions.js';
 import { writeAudit } from './audit-writer.js';
 import type { Chat, PostedRef } from './chat.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
@@ -623,127 +624,6 @@ export function describeAge(from: Date, now = new Date()): string {
   return `${Math.floor(s / 86400)} d`;
 }
 
-/** `14:02 UTC (2025-11-25)`. */
-export function clock(d: Date): string {
-  const iso = d.toISOString();
-  return `${iso.slice(11, 16)} UTC (${iso.slice(0, 10)})`;
-}
-
-function who(reviewer: PromotionView['reviewer']): string {
-  if (!reviewer) return 'a since-deleted admin';
-  return reviewer.slackUserId ? `${md.user(reviewer.slackUserId)} (${md.escape(reviewer.username)})` : md.escape(reviewer.username);
-}
-
-/** "Approved by <@U…> (alice) at 14:02 UTC (…)". */
-export function decisionLine(view: PromotionView): string {
-  const r = view.request;
-  const at = r.reviewed_at ? clock(r.reviewed_at) : '—';
-  switch (r.status) {
-    case 'approved':
-      return `:white_check_mark: Approved by ${who(view.reviewer)} at ${at}${r.admin_notes ? ` — ${md.escape(r.admin_notes)}` : ''}`;
-    case 'rejected':
-      return `:no_entry: Rejected by ${who(view.reviewer)} at ${at} — ${md.escape(r.rejection_reason ?? '')}`;
-    case 'expired':
-      return `:hourglass: Expired at ${at} without a decision`;
-    default:
-      return `:hourglass_flowing_sand: Pending since ${md.date(r.requested_at)}`;
-  }
-}
-
-/** What a loser of the race, or a stale click, is told. */
-export function decidedText(view: PromotionView): string {
-  const r = view.request;
-  const at = r.reviewed_at ? clock(r.reviewed_at) : 'an unknown time';
-  if (r.status === 'expired') return `Request #${r.id} already expired at ${at}; nothing to decide.`;
-  if (r.status === 'pending') return `Request #${r.id} is still pending.`;
-  return `Request #${r.id} was already ${r.status} by ${who(view.reviewer)} at ${at}. Nothing was changed.`;
-}
-
-function historyLine(h: HistorySummary): string {
-  const bits = [
-    `${h.failedLogins} failed login${h.failedLogins === 1 ? '' : 's'}${h.lastFailedLogin ? ` (last ${md.date(h.lastFailedLogin)})` : ''}`,
-    `${h.lockouts} lockout${h.lockouts === 1 ? '' : 's'}`,
-    `${h.roleChanges} role change${h.roleChanges === 1 ? '' : 's'}`,
-  ];
-  const prev = h.previousRequests ? ` · ${h.previousRequests} earlier request${h.previousRequests === 1 ? '' : 's'} (${h.previousRejected} rejected)` : '';
-  const flag = h.lockouts > 0 || h.failedLogins >= 5 ? ':warning: ' : '';
-  return `${flag}Last 30 days: ${bits.join(', ')}${prev}`;
-}
-
-/** The review card (APPROVALS_CHANNEL) and the body of `/promotions show`. */
-export function renderCard(view: PromotionView, masker: Masker, ttlSeconds: number, now = new Date()): Message {
-  const { request: r, requester: u } = view;
-  const ageDays = u.created_at ? Math.floor((now.getTime() - u.created_at.getTime()) / 86_400_000) : null;
-  const blocks: Block[] = [
-    { type: 'header', text: `Promotion request #${r.id}: ${u.username} → admin` },
-    {
-      type: 'fields',
-      fields: [
-        `*Requester*\n${md.escape(u.username)} (${md.escape(masker.email(u.email))})`,
-        `*Role*\n${md.escape(u.role)}`,
-        `*Dispatch area*\n${u.dispatch_area ? md.escape(u.dispatch_area) : '—'}`,
-        `*Account age*\n${ageDays === null ? '—' : `${ageDays} day${ageDays === 1 ? '' : 's'}`}`,
-        `*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
-        `*2FA*\n${u.two_fa_enabled ? 'enabled' : ':warning: not enabled (must enable after promotion)'}`,
-        `*Requested*\n${md.date(r.requested_at)}`,
-        `*Status*\n${r.status}`,
-      ],
-    },
-    { type: 'text', text: `*Reason*\n>${md.escape(r.reason).replace(/\n/g, '\n>')}` },
-    { type: 'context', text: `${historyLine(view.history)} · Full history: \`/audit timeline ${u.username}\`` },
-  ];
-  if (r.status === 'pending') {
-    const value = JSON.stringify({ r: r.id });
-    const buttons: Button[] = [
-      { text: 'Approve', actionId: PROMOTION_ACTIONS.approve, value, style: 'primary' },
-      { text: 'Reject', actionId: PROMOTION_ACTIONS.reject, value, style: 'danger' },
-    ];
-    blocks.push({ type: 'buttons', buttons });
-    const expires = new Date(r.requested_at.getTime() + ttlSeconds * 1000);
-    blocks.push({ type: 'context', text: `Expires ${md.date(expires)} unless decided. The requester cannot decide it.` });
-  } else {
-    blocks.push({ type: 'divider' });
-    blocks.push({ type: 'text', text: decisionLine(view) });
-    if (r.status === 'approved' && !view.requester.two_fa_enabled) {
-      blocks.push({
-        type: 'context',
-        text: `:warning: ${md.escape(u.username)} has no 2FA yet: admin accounts must enable it. They stay in the admins-without-2FA digest until they do.`,
-      });
-    }
-  }
-  const fallback =
-    r.status === 'pending'
-      ? `Promotion request #${r.id}: ${u.username} (${u.role}) asks to become admin`
-      : `Promotion request #${r.id} (${u.username}): ${r.status}`;
-  return { text: fallback, blocks };
-}
-
-/** The DM the requester gets when their request is decided or expires. */
-export function decisionDm(view: PromotionView): Message {
-  const r = view.request;
-  const lines: string[] = [];
-  switch (r.status) {
-    case 'approved':
-      lines.push(`:tada: Your request to become an admin (#${r.id}) was *approved* by ${who(view.reviewer)}.`);
-      if (r.admin_notes) lines.push(`Notes: ${md.escape(r.admin_notes)}`);
-      if (!view.requester.two_fa_enabled) {
-        lines.push(
-          ':warning: Admin accounts must have two-factor authentication. Enable it now in the application (Profile → Enable Two-Factor Authentication); until you do you are listed in the admins-without-2FA digest.',
-        );
-      }
-      break;
-    case 'rejected':
-      lines.push(`Your request to become an admin (#${r.id}) was *rejected* by ${who(view.reviewer)}.`);
-      lines.push(`Reason: ${md.escape(r.rejection_reason ?? '')}`);
-      break;
-    case 'expired':
-      lines.push(`Your request to become an admin (#${r.id}) expired without a decision. You can ask again with \`/promotions request REASON\`.`);
-      break;
-    default:
-      lines.push(`Your request #${r.id} is pending.`);
-  }
-  return { text: lines.join('\n') };
-}
 
 /** Remembers which Slack user decided, for the card ("Approved by <@U…>"). */
 async function recordDecider(q: Queryable, requestId: number, slackUserId: string): Promise<void> {
