@@ -57,13 +57,13 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     for (const id of mod.memberInteractions ?? []) memberInteractions.add(id);
   }
 
-  // A Slack retry re-sends the very same body; a genuine second click or submission
-  // always differs (action_ts, view hash, trigger_id). Exact repeats are dropped. Commands
-  // and clicks check after their ack, so the Redis round trip stays out of Slack's 3 s;
-  // modal submissions check first, because their ack carries the answer.
+  // A Slack retry re-sends the very same body; a genuine second command, click or submission
+  // always has a new trigger_id. One store call (SET NX) per request, started right after the
+  // ack and awaited only before anything is done or answered, so its round trip overlaps the
+  // account lookup instead of adding to it. Modal submissions check before their ack, which
+  // carries the answer.
   const firstDelivery = async (body: unknown): Promise<boolean> => {
-    const digest = crypto.createHash('sha256').update(JSON.stringify(body)).digest('hex');
-    const first = await services.store.setIfAbsent(`dedupe:${digest}`, '1', 600).catch(() => true);
+    const first = await services.store.setIfAbsent(deliveryKey(body), '1', 600).catch(() => true);
     if (!first) logger.info({ type: (body as any).type ?? 'slash_command' }, 'duplicate Slack delivery ignored');
     return first;
   };
@@ -97,47 +97,51 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     return { text: f.usage ? `${f.text}\nUsage: ${f.usage}` : f.text };
   };
 
-  for (const mod of deps.commands) {
-    const help = helpText(mod.command, mod.summary, mod.subcommands);
-    app.command(mod.command, async ({ command, ack, respond, client, body }) => {
-      await ack();
-      if (!(await firstDelivery(body))) return;
-      try {
-        const words = tokenize(command.text ?? '');
-        const name = (words[0] ?? mod.defaultSubcommand ?? 'help').toLowerCase();
-        if (name === 'help' || name === '-h' || name === '--help') {
-          await respond({ response_type: 'ephemeral', ...messagePayload({ text: help }) });
-          return;
-        }
-        let sub = mod.subcommands.find((s) => s.name === name);
-        let subWords = words[0] === undefined ? [] : words.slice(1);
-        if (!sub && mod.fallbackSubcommand && words[0] !== undefined) {
-          // e.g. `/audit action:login_failed since:24h`: every word goes to the fallback's grammar.
-          sub = mod.subcommands.find((s) => s.name === mod.fallbackSubcommand);
-          subWords = words;
-        }
-        if (!sub) throw new UserError(`Unknown subcommand \`${words[0]}\`.\n${help}`);
-        const slack: SlackIdentity = { userId: command.user_id, teamId: command.team_id, channelId: command.channel_id };
-        const actor = await services.identity.resolve(slack);
-        if (sub.role === 'admin') requireAdmin(actor, `use \`${mod.command} ${sub.name}\``);
-        const args = sub.parse(subWords);
-        const reply = await sub.run({ actor, services }, args);
-        await deliver(reply, {
-          respond: respond as Respond,
-          openModal: (view) => client.views.open({ trigger_id: command.trigger_id, view } as any).then(() => undefined),
-          envelope: { m: '', ch: command.channel_id, ru: command.response_url },
-        });
-      } catch (e) {
-        await (respond as Respond)({ response_type: 'ephemeral', ...messagePayload(errorMessage(e, mod.command)) }).catch(
-          (err) => logger.error({ err }, 'could not deliver an error reply'),
-        );
+  // One listener for every command, dispatched by name: Bolt runs each registered listener's
+  // matching middleware on every request, so five app.command() calls cost five passes.
+  const byCommand = new Map(deps.commands.map((mod) => [mod.command, { mod, help: helpText(mod.command, mod.summary, mod.subcommands) }]));
+  const commandPattern = new RegExp(`^(?:${[...byCommand.keys()].map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`);
+  app.command(commandPattern, async ({ command, ack, respond, client, body }) => {
+    await ack();
+    const { mod, help } = byCommand.get(command.command)!;
+    const first = firstDelivery(body);
+    try {
+      const words = tokenize(command.text ?? '');
+      const name = (words[0] ?? mod.defaultSubcommand ?? 'help').toLowerCase();
+      if (name === 'help' || name === '-h' || name === '--help') {
+        if (!(await first)) return;
+        await respond({ response_type: 'ephemeral', ...messagePayload({ text: help }) });
+        return;
       }
-    });
-  }
+      let sub = mod.subcommands.find((s) => s.name === name);
+      let subWords = words[0] === undefined ? [] : words.slice(1);
+      if (!sub && mod.fallbackSubcommand && words[0] !== undefined) {
+        // e.g. `/audit action:login_failed since:24h`: every word goes to the fallback's grammar.
+        sub = mod.subcommands.find((s) => s.name === mod.fallbackSubcommand);
+        subWords = words;
+      }
+      if (!sub) throw new UserError(`Unknown subcommand \`${words[0]}\`.\n${help}`);
+      const slack: SlackIdentity = { userId: command.user_id, teamId: command.team_id, channelId: command.channel_id };
+      const actor = await services.identity.resolve(slack);
+      if (sub.role === 'admin') requireAdmin(actor, `use \`${mod.command} ${sub.name}\``);
+      const args = sub.parse(subWords);
+      if (!(await first)) return;
+      const reply = await sub.run({ actor, services }, args);
+      await deliver(reply, {
+        respond: respond as Respond,
+        openModal: (view) => client.views.open({ trigger_id: command.trigger_id, view } as any).then(() => undefined),
+        envelope: { m: '', ch: command.channel_id, ru: command.response_url },
+      });
+    } catch (e) {
+      if (!(await first)) return;
+      await (respond as Respond)({ response_type: 'ephemeral', ...messagePayload(errorMessage(e, mod.command)) }).catch(
+        (err) => logger.error({ err }, 'could not deliver an error reply'),
+      );
+    }
+  });
 
   app.action(/.*/, async ({ ack, body, action, respond, client }) => {
     await ack();
-    if (!(await firstDelivery(body))) return;
     const actionId = (action as any).action_id as string;
     const b = body as any;
     const handler = actions.get(actionId);
@@ -146,6 +150,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       if (!(action as any).url) logger.warn({ actionId }, 'click on an unknown action');
       return;
     }
+    const first = firstDelivery(body);
     try {
       const slack: SlackIdentity = {
         userId: b.user.id,
@@ -154,6 +159,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       };
       const actor = await services.identity.resolve(slack);
       if (!memberInteractions.has(actionId)) requireAdmin(actor, 'use this button');
+      if (!(await first)) return;
       const ctx: InteractionContext = {
         actor,
         services,
@@ -166,6 +172,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
         envelope: { m: '', ch: ctx.source?.channelId, ts: ctx.source?.messageTs, ru: b.response_url },
       });
     } catch (e) {
+      if (!(await first)) return;
       await (respond as Respond)({
         response_type: 'ephemeral',
         replace_original: false,
@@ -185,7 +192,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     }
     const fieldErrors = (errors: Record<string, string>) =>
       (ack as any)({ response_action: 'errors', errors }) as Promise<void>;
-    if (!(await firstDelivery(body))) return ack();
+    const first = firstDelivery(body);
     try {
       const handler = views.get(callbackId);
       if (!handler) throw new UserError('This form is not handled by Warden any more. Close it and start again.');
@@ -193,6 +200,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       const slack: SlackIdentity = { userId: b.user.id, teamId: b.team?.id ?? b.user.team_id, channelId: envelope.ch };
       const actor = await services.identity.resolve(slack);
       if (!memberInteractions.has(callbackId)) requireAdmin(actor, 'submit this form');
+      if (!(await first)) return ack();
       const values = readModalValues(view.state?.values as any);
       const reply = await handler(
         { actor, services, source: { channelId: envelope.ch, messageTs: envelope.ts } },
@@ -221,6 +229,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
           return;
       }
     } catch (e) {
+      if (!(await first)) return ack();
       if (e instanceof ValidationErrors) return fieldErrors(e.fields);
       const message = fail(e, callbackId).text;
       const field = e instanceof UserError && e.field ? e.field : firstField;
@@ -246,6 +255,19 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     }
     await services.chat.dm(slack.userId, message).catch((err) => logger.error({ err }, 'could not DM a notice'));
   }
+}
+
+/**
+ * The store key that identifies one delivery: Slack's trigger_id, which a retry re-sends and
+ * every new command, click or submission replaces; an event's event_id. Only a payload with
+ * neither is hashed (no body hash for commands, clicks or submissions).
+ */
+export function deliveryKey(body: unknown): string {
+  const b = body as { type?: string; trigger_id?: unknown; event_id?: unknown };
+  const kind = b.type ?? 'command';
+  if (typeof b.trigger_id === 'string' && b.trigger_id) return `dedupe:${kind}:${b.trigger_id}`;
+  if (typeof b.event_id === 'string' && b.event_id) return `dedupe:event:${b.event_id}`;
+  return `dedupe:${kind}:#${crypto.createHash('sha256').update(JSON.stringify(body)).digest('hex')}`;
 }
 
 async function postToResponseUrl(url: string, payload: Record<string, unknown>): Promise<void> {
