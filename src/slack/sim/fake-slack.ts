@@ -28,6 +28,34 @@ export interface SlackProfile {
 
 type Failure = { status: number; retryAfter?: number; error?: string; times: number };
 
+/**
+ * How the fake holds a call back (faults Slack really has):
+ * - `answerAfterMs`: Slack does the work at once (the message is in the channel) but the
+ *   HTTP answer comes this much later — the "accepted, answered after your timeout" case;
+ * - `arriveAfterMs`: the request reaches Slack this much later (a replica frozen before its
+ *   request left), then it is done and answered;
+ * - both undefined: Slack hangs — the work is never done and no answer ever comes.
+ */
+export interface Hold {
+  answerAfterMs?: number;
+  arriveAfterMs?: number;
+}
+
+/** A message as the fake keeps it in a conversation. */
+export interface StoredMessage {
+  ts: string;
+  text?: string;
+  blocks?: unknown[];
+  metadata?: { event_type: string; event_payload: Record<string, unknown> };
+  thread_ts?: string;
+  user: string;
+  bot_id: string;
+}
+
+/** conversations.history: Slack's own bounds. */
+const HISTORY_MAX_LIMIT = 999;
+const HISTORY_DEFAULT_LIMIT = 100;
+
 export class FakeSlack {
   readonly calls: CapturedCall[] = [];
   readonly users = new Map<string, SlackProfile>();
@@ -35,6 +63,14 @@ export class FakeSlack {
   private server?: http.Server;
   private nextTs = 1_700_000_000;
   private failures = new Map<string, Failure[]>();
+  private holds = new Map<string, (Hold & { times: number })[]>();
+  private heldTimers = new Set<NodeJS.Timeout>();
+  /** Top-level messages per conversation, oldest first (thread replies kept apart). */
+  readonly messages = new Map<string, StoredMessage[]>();
+  readonly replies = new Map<string, StoredMessage[]>();
+  /** Conversations Slack answers `channel_not_found` / `not_in_channel` for (opt-in, for tests). */
+  readonly unknownChannels = new Set<string>();
+  readonly notInChannels = new Set<string>();
   private listeners: ((c: CapturedCall) => void)[] = [];
   private ids = 0;
   /** When set, every Web API call fails as if Slack were unreachable. */
@@ -50,6 +86,8 @@ export class FakeSlack {
   }
 
   async stop(): Promise<void> {
+    for (const t of this.heldTimers) clearTimeout(t);
+    this.heldTimers.clear();
     if (!this.server) return;
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server!.close(() => resolve()));
@@ -74,6 +112,18 @@ export class FakeSlack {
     const list = this.failures.get(method) ?? [];
     list.push({ ...failure, times });
     this.failures.set(method, list);
+  }
+
+  /** The next `times` calls of `method` are held back (see Hold); `{}` makes Slack hang. */
+  holdNext(method: string, hold: Hold, times = 1): void {
+    const list = this.holds.get(method) ?? [];
+    list.push({ ...hold, times });
+    this.holds.set(method, list);
+  }
+
+  /** Top-level messages of a conversation as a member would see them, oldest first. */
+  channelMessages(channel: string): StoredMessage[] {
+    return [...(this.messages.get(channel) ?? [])];
   }
 
   onCall(cb: (c: CapturedCall) => void): () => void {
@@ -158,20 +208,94 @@ export class FakeSlack {
         f.retryAfter !== undefined ? { 'retry-after': String(f.retryAfter) } : {},
       );
     }
-    const result = this.answer(method, args);
-    this.record({ method, args, at: Date.now(), token, result });
-    send(200, result);
+    const held = this.holds.get(method);
+    const hold = held?.length ? held[0] : undefined;
+    if (hold && --hold.times <= 0) held!.shift();
+    const later = (ms: number, fn: () => void) => {
+      const t = setTimeout(() => {
+        this.heldTimers.delete(t);
+        if (!res.destroyed) fn();
+      }, ms);
+      this.heldTimers.add(t);
+    };
+    const apply = () => {
+      const result = this.answer(method, args);
+      this.record({ method, args, at: Date.now(), token, result });
+      return result;
+    };
+    if (!hold) return send(200, apply());
+    if (hold.arriveAfterMs !== undefined) {
+      // The request "arrives" late: done and answered then (if the caller still waits, or not).
+      const t = setTimeout(() => {
+        this.heldTimers.delete(t);
+        const result = apply();
+        if (!res.destroyed && !res.writableEnded) send(200, result);
+      }, hold.arriveAfterMs);
+      this.heldTimers.add(t);
+      return;
+    }
+    if (hold.answerAfterMs !== undefined) {
+      const result = apply();
+      this.record({ method: `${method}!held`, args, at: Date.now(), token, result });
+      later(hold.answerAfterMs, () => send(200, result));
+      return;
+    }
+    // Hangs: nothing is done and no answer comes (the connection is closed by stop()).
+    this.record({ method: `${method}!hung`, args, at: Date.now(), token });
   }
 
   private answer(method: string, args: Record<string, any>): Record<string, unknown> {
     const ts = () => `${++this.nextTs}.000100`;
+    const conversation = this.checkConversation(method, args);
+    if (conversation) return conversation;
     switch (method) {
       case 'auth.test':
         return { ok: true, url: 'https://warden-test.slack.com/', team: 'Warden Test', user: 'warden', team_id: 'T_WARDEN', user_id: 'U_WARDEN_BOT', bot_id: 'B_WARDEN' };
-      case 'chat.postMessage':
-        return { ok: true, channel: args.channel, ts: ts(), message: { text: args.text, blocks: args.blocks } };
-      case 'chat.update':
-        return { ok: true, channel: args.channel, ts: args.ts };
+      case 'chat.postMessage': {
+        const metadata = parseMetadata(args.metadata);
+        if (metadata === 'invalid') return { ok: false, error: 'invalid_metadata_format' };
+        const m: StoredMessage = {
+          ts: ts(),
+          text: args.text,
+          blocks: args.blocks,
+          ...(metadata ? { metadata } : {}),
+          ...(args.thread_ts ? { thread_ts: String(args.thread_ts) } : {}),
+          user: 'U_WARDEN_BOT',
+          bot_id: 'B_WARDEN',
+        };
+        if (m.thread_ts) {
+          const parent = this.find(args.channel, m.thread_ts);
+          if (!parent) return { ok: false, error: 'thread_not_found' };
+          this.listOf(this.replies, args.channel).push(m);
+        } else {
+          this.listOf(this.messages, args.channel).push(m);
+        }
+        return { ok: true, channel: args.channel, ts: m.ts, message: { text: args.text, blocks: args.blocks, ...(metadata ? { metadata } : {}) } };
+      }
+      case 'chat.update': {
+        const m = this.find(args.channel, String(args.ts ?? ''));
+        if (!m) return { ok: false, error: 'message_not_found' };
+        if (args.text !== undefined) m.text = args.text;
+        if (args.blocks !== undefined) m.blocks = args.blocks;
+        const metadata = parseMetadata(args.metadata);
+        if (metadata === 'invalid') return { ok: false, error: 'invalid_metadata_format' };
+        if (metadata) m.metadata = metadata;
+        return { ok: true, channel: args.channel, ts: args.ts, text: m.text };
+      }
+      case 'chat.delete': {
+        const ts0 = String(args.ts ?? '');
+        for (const map of [this.messages, this.replies]) {
+          const list = map.get(args.channel) ?? [];
+          const i = list.findIndex((x) => x.ts === ts0);
+          if (i >= 0) {
+            list.splice(i, 1);
+            return { ok: true, channel: args.channel, ts: ts0 };
+          }
+        }
+        return { ok: false, error: 'message_not_found' };
+      }
+      case 'conversations.history':
+        return this.history(args);
       case 'chat.postEphemeral':
         return { ok: true, message_ts: ts() };
       case 'conversations.open':
@@ -198,6 +322,88 @@ export class FakeSlack {
         return { ok: true };
     }
   }
+
+  /** Slack's answers for conversations the bot cannot see (opt-in per test). */
+  private checkConversation(method: string, args: Record<string, any>): Record<string, unknown> | undefined {
+    if (!['chat.postMessage', 'chat.update', 'chat.delete', 'conversations.history'].includes(method)) return undefined;
+    if (!args.channel) return { ok: false, error: 'channel_not_found' };
+    if (this.unknownChannels.has(args.channel)) return { ok: false, error: 'channel_not_found' };
+    if (method === 'conversations.history' && this.notInChannels.has(args.channel)) return { ok: false, error: 'not_in_channel' };
+    return undefined;
+  }
+
+  /**
+   * conversations.history as Slack serves it: newest first, top-level messages only,
+   * `oldest`/`latest` exclusive unless `inclusive`, `limit` 1..999 (default 100), cursor
+   * pages with `has_more`, and message `metadata` only with `include_all_metadata`.
+   */
+  private history(args: Record<string, any>): Record<string, unknown> {
+    const limit = args.limit === undefined ? HISTORY_DEFAULT_LIMIT : Number(args.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > HISTORY_MAX_LIMIT) return { ok: false, error: 'invalid_limit' };
+    const inclusive = truthy(args.inclusive);
+    const oldest = args.oldest !== undefined ? Number(args.oldest) : -Infinity;
+    const latest = args.latest !== undefined ? Number(args.latest) : Infinity;
+    if (Number.isNaN(oldest) || Number.isNaN(latest)) return { ok: false, error: 'invalid_ts_oldest' };
+    const inRange = (m: StoredMessage) => {
+      const t = Number(m.ts);
+      return inclusive ? t >= oldest && t <= latest : t > oldest && t < latest;
+    };
+    const all = [...(this.messages.get(args.channel) ?? [])].filter(inRange).reverse();
+    let start = 0;
+    if (args.cursor) {
+      const decoded = Number(Buffer.from(String(args.cursor), 'base64').toString().replace(/^offset:/, ''));
+      if (!Number.isInteger(decoded) || decoded < 0) return { ok: false, error: 'invalid_cursor' };
+      start = decoded;
+    }
+    const page = all.slice(start, start + limit);
+    const withMeta = truthy(args.include_all_metadata);
+    const hasMore = start + limit < all.length;
+    return {
+      ok: true,
+      messages: page.map((m) => {
+        const { metadata, ...rest } = m;
+        return { type: 'message', ...rest, ...(withMeta && metadata ? { metadata } : {}) };
+      }),
+      has_more: hasMore,
+      response_metadata: { next_cursor: hasMore ? Buffer.from(`offset:${start + limit}`).toString('base64') : '' },
+    };
+  }
+
+  private listOf(map: Map<string, StoredMessage[]>, channel: string): StoredMessage[] {
+    let list = map.get(channel);
+    if (!list) {
+      list = [];
+      map.set(channel, list);
+    }
+    return list;
+  }
+
+  private find(channel: string, ts: string): StoredMessage | undefined {
+    return (this.messages.get(channel) ?? []).find((m) => m.ts === ts) ?? (this.replies.get(channel) ?? []).find((m) => m.ts === ts);
+  }
+}
+
+function truthy(v: unknown): boolean {
+  return v === true || v === 'true' || v === '1' || v === 1;
+}
+
+/**
+ * Message metadata as chat.postMessage takes it (a JSON string or object): an `event_type`
+ * name and an `event_payload` object. Anything else Slack refuses (`invalid_metadata_format`).
+ */
+function parseMetadata(raw: unknown): StoredMessage['metadata'] | 'invalid' | undefined {
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  let v: any = raw;
+  if (typeof raw === 'string') {
+    try {
+      v = JSON.parse(raw);
+    } catch {
+      return 'invalid';
+    }
+  }
+  if (!v || typeof v !== 'object' || typeof v.event_type !== 'string' || !/^[A-Za-z0-9_.-]{1,255}$/.test(v.event_type)) return 'invalid';
+  if (!v.event_payload || typeof v.event_payload !== 'object' || Array.isArray(v.event_payload)) return 'invalid';
+  return { event_type: v.event_type, event_payload: v.event_payload };
 }
 
 /** Web API arguments arrive form-encoded (nested values as JSON strings) or as JSON. */
