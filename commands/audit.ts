@@ -18,7 +18,7 @@ import {
   type AuditRow,
   type Cursor,
 } from '../src/services/audit-search.js';
-import { retentionMessage } from '../src/services/audit-retention.js';
+import { retentionMessage } from '../src/slack/cards/audit-retention.js';
 import type { Actor } from '../src/services/identity.js';
 import type { Services } from '../src/services/index.js';
 import type { Masker } from '../src/services/masking.js';

@@ -8,7 +8,8 @@ import {
   type JobHealth,
   type PoolReport,
 } from '../src/services/health.js';
-import { ACK_ACTION, componentLine, renderIncident, type IncidentRow } from '../src/services/incidents.js';
+import { ACK_ACTION, type IncidentRow } from '../src/services/incidents.js';
+import { componentLine, renderIncident } from '../src/slack/cards/incidents.js';
 import type { OutboxStats } from '../src/services/outbox.js';
 import { md, type Block, type Message } from '../src/ui.js';
 import { noArgs, parseArgs } from './grammar.js';

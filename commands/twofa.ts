@@ -11,13 +11,11 @@ import {
   MANUAL_CHECKS,
   RECOVERY_FIELDS,
   WARDEN_CHECKS,
-  describeCheck,
-  describeDecided,
-  renderRecoveryCard,
   type CheckAvailability,
   type Recovery,
   type WardenCheck,
 } from '../src/services/twofa-recovery.js';
+import { describeCheck, describeDecided, renderRecoveryCard } from '../src/slack/cards/twofa-recovery.js';
 import { MAX_FAILURE_WINDOW_SECONDS } from '../src/services/twofa-reports.js';
 import { md, type Block, type Button, type Message, type Modal, type ModalField } from '../src/ui.js';
 import { noArgs, parseArgs } from './grammar.js';

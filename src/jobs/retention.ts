@@ -1,4 +1,4 @@
-import { retentionMessage } from '../services/audit-retention.js';
+import { retentionMessage } from '../slack/cards/audit-retention.js';
 import type { Services } from '../services/index.js';
 import { scheduleJob, type JobSpec } from './runner.js';
 

@@ -1,4 +1,4 @@
-import { md, type Message } from '../ui.js';
+import { databaseBackLine, databaseDownMessage, databaseResolvedMessage } from '../slack/cards/database-outage.js';
 import type { Services } from './index.js';
 
 /**
@@ -12,7 +12,7 @@ import type { Services } from './index.js';
 const KEY = 'health:database-outage';
 const TTL_SECONDS = 7 * 24 * 3600;
 
-interface OutageState {
+export interface OutageState {
   since: number;
   channel?: string;
   ts?: string;
@@ -42,21 +42,13 @@ export function isDatabaseConnectionError(e: unknown): boolean {
   return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(err.message ?? '');
 }
 
-function downMessage(state: OutageState): Message {
-  const text =
-    `:red_circle: *Database unreachable* — Warden cannot reach PostgreSQL since ${md.date(new Date(state.since))}: ${state.error}.\n` +
-    'Health checks, alerts, approvals and every command that reads accounts fail until it is back.\n' +
-    'Check that the database service is running, the credentials and port in DATABASE_URL, and `max_connections`.';
-  return { text: `Database unreachable: ${state.error}`, blocks: [{ type: 'text', text }] };
-}
-
 export async function reportDatabaseDown(services: Services, error: unknown): Promise<boolean> {
   const channel = services.config.ALERTS_CHANNEL;
   if (!channel) return false;
   const state: OutageState = { since: Date.now(), error: describeDbError(error) };
   if (!(await services.store.setIfAbsent(KEY, JSON.stringify(state), TTL_SECONDS))) return false;
   try {
-    const ref = await services.chat.post(channel, downMessage(state));
+    const ref = await services.chat.post(channel, databaseDownMessage(state));
     await services.store.set(KEY, JSON.stringify({ ...state, channel: ref.channel, ts: ref.ts }), TTL_SECONDS);
     return true;
   } catch (e) {
@@ -77,11 +69,8 @@ export async function reportDatabaseBack(services: Services): Promise<boolean> {
   }
   const minutes = Math.max(1, Math.round((Date.now() - state.since) / 60000));
   const ref = { channel: state.channel, ts: state.ts };
-  await services.chat.post(state.channel, { text: `:large_green_circle: Database reachable again after about ${minutes} min.` }, { threadTs: state.ts });
-  await services.chat.update(ref, {
-    text: `Resolved: database was unreachable for about ${minutes} min`,
-    blocks: [{ type: 'text', text: `:white_check_mark: *Resolved* — PostgreSQL was unreachable for about ${minutes} min (${state.error}).` }],
-  });
+  await services.chat.post(state.channel, databaseBackLine(minutes), { threadTs: state.ts });
+  await services.chat.update(ref, databaseResolvedMessage(minutes, state.error));
   await services.store.del(KEY);
   return true;
 }

@@ -3,7 +3,8 @@ import { z } from 'zod';
 import type { Queryable } from '../db/index.js';
 import { USER_COLUMNS, userRowSchema, type UserRow } from '../domain/user.js';
 import { ConflictError, ForbiddenError, NotFoundError, UserError, ValidationErrors } from '../errors.js';
-import { md, type Block, type Button, type Message } from '../ui.js';
+import { md } from '../ui.js';
+import { describeDecided, describeOpen, recoveryCodeDm, recoveryDoneDm, renderRecoveryCard } from '../slack/cards/twofa-recovery.js';
 import { writeAudit } from './audit-writer.js';
 import { requireAdmin, type Actor } from './identity.js';
 import type { Services } from './index.js';
@@ -386,14 +387,7 @@ export class TwoFaRecoveryService {
       }
     } else {
       try {
-        await this.s.chat.dm(where.slackUserId!, {
-          text: `Your Warden verification code: ${fmtCode(code)} (valid ${CODE_TTL_SECONDS / 60} minutes)`,
-          blocks: [
-            { type: 'text', text: `:closed_lock_with_key: ${md.escape(intro)}` },
-            { type: 'text', text: `Your verification code: *${fmtCode(code)}* (valid ${CODE_TTL_SECONDS / 60} minutes)` },
-            { type: 'context', text: md.escape(warning) },
-          ],
-        });
+        await this.s.chat.dm(where.slackUserId!, recoveryCodeDm({ intro, code: fmtCode(code), minutes: CODE_TTL_SECONDS / 60, warning }));
       } catch (e) {
         this.s.logger.warn({ recovery: recoveryId, channel, err: { message: (e as Error).message } }, '2fa recovery code could not be sent by Slack DM');
         throw new UserError('Could not send the Slack code (Slack did not accept the DM). Nothing was opened; try again later.', RECOVERY_FIELDS.wardenChecks);
@@ -754,18 +748,7 @@ export class TwoFaRecoveryService {
     const links = await this.s.identity.slackAccountsOf(r.target_user_id).catch(() => []);
     for (const l of links) {
       await this.s.chat
-        .dm(l.slackUserId, {
-          text: 'Your two-factor authentication was reset. Enable it again at your next login.',
-          blocks: [
-            {
-              type: 'text',
-              text:
-                `:closed_lock_with_key: Your two-factor authentication was reset after an identity-checked recovery (#${r.id}).\n` +
-                'At your next login, sign in with your password and enable 2FA again: *Profile → Enable Two-Factor Authentication*.',
-            },
-            { type: 'context', text: 'If you did not ask for this, tell your security team at once.' },
-          ],
-        })
+        .dm(l.slackUserId, recoveryDoneDm(r))
         .catch((err) => this.s.logger.warn({ err: { message: (err as Error).message }, recovery: r.id }, 'could not DM the user about their 2fa reset'));
     }
   }
@@ -779,118 +762,12 @@ export class TwoFaRecoveryService {
   }
 }
 
-// ------------------------------------------------------------------ rendering (plain model)
+// ------------------------------------------------------------------ audit details (cards: src/slack/cards/twofa-recovery.ts)
 
 export function checkSummary(r: Recovery): Record<string, { result: string; attempts: number; sends: number }> {
   const out: Record<string, { result: string; attempts: number; sends: number }> = {};
   for (const [c, s] of Object.entries(r.checks)) out[c] = { result: s.result, attempts: s.attempts, sends: s.sends };
   return out;
-}
-
-export function describeCheck(c: WardenCheck, s: CheckState | undefined): string {
-  if (!s) return `${CHECK_LABELS[c]}: not used`;
-  const tries = `${s.attempts} attempt${s.attempts === 1 ? '' : 's'}`;
-  switch (s.result) {
-    case 'passed':
-      return `:white_check_mark: ${CHECK_LABELS[c]}: passed${s.passed_at ? ` ${md.date(new Date(s.passed_at))}` : ''} (${tries})`;
-    case 'failed':
-      return `:x: ${CHECK_LABELS[c]}: not passed yet (${tries} wrong)`;
-    case 'locked':
-      return `:lock: ${CHECK_LABELS[c]}: locked after ${tries}`;
-    default:
-      return `:hourglass_flowing_sand: ${CHECK_LABELS[c]}: code sent${s.sends > 1 ? ` (${s.sends} times)` : ''}, not entered yet`;
-  }
-}
-
-function statusLine(r: Recovery): string {
-  switch (r.status) {
-    case 'verifying':
-      return ':hourglass_flowing_sand: Collecting identity checks';
-    case 'pending':
-      return ':hourglass: Waiting for a second admin';
-    case 'approved':
-      return `:white_check_mark: Approved by ${md.escape(r.decided_by_username ?? '?')} ${md.date(r.decided_at)}: 2FA disabled, the user re-enrols at next login`;
-    case 'rejected':
-      return `:no_entry: Rejected by ${md.escape(r.decided_by_username ?? '?')} ${md.date(r.decided_at)}: ${md.escape(r.rejection_reason ?? '')}`;
-    case 'cancelled':
-      return `:heavy_multiplication_x: Cancelled by ${md.escape(r.decided_by_username ?? '?')} ${md.date(r.decided_at)}`;
-    case 'expired':
-      return `:alarm_clock: Expired ${md.date(r.decided_at ?? r.expires_at)} without a decision`;
-  }
-}
-
-/**
- * The card in APPROVALS_CHANNEL. Shows who asked, for whom, the checks and their results and
- * the evidence (with any e-mail or IP address masked: the channel is shared). Never a code.
- */
-export function renderRecoveryCard(r: Recovery): Message {
-  const by = r.initiator_slack ? `${md.user(r.initiator_slack)} (${md.escape(r.initiator_username)})` : md.escape(r.initiator_username);
-  const manual = r.manual_checks.map((m) => `• ${MANUAL_CHECKS[m as ManualCheck] ?? md.escape(m)}`).join('\n') || '• none';
-  const warden = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => `• ${describeCheck(c, r.checks[c])}`).join('\n');
-  const evidence = md.escape(maskText(r.evidence)).split('\n').map((l) => `> ${l}`).join('\n');
-  const blocks: Block[] = [
-    { type: 'header', text: `2FA recovery #${r.id}: ${r.target_username}` },
-    {
-      type: 'fields',
-      fields: [
-        `*Requested by*\n${by}`,
-        `*For*\n${md.escape(r.target_username)}`,
-        `*Opened*\n${md.date(r.created_at)}`,
-        `*Expires*\n${md.date(r.expires_at)}`,
-      ],
-    },
-    { type: 'text', text: `*Checks ${md.escape(r.initiator_username)} performed*\n${manual}` },
-    { type: 'text', text: `*Evidence*\n${evidence}` },
-    { type: 'text', text: `*Checks Warden ran*\n${warden || '• none'}` },
-    { type: 'text', text: `*Status*: ${statusLine(r)}` },
-  ];
-  if (r.status === 'pending') {
-    const v = JSON.stringify({ r: r.id });
-    const buttons: Button[] = [
-      { text: 'Approve', actionId: '2fa:approve', value: v, style: 'primary' },
-      { text: 'Reject', actionId: '2fa:reject', value: v, style: 'danger' },
-    ];
-    blocks.push({ type: 'buttons', buttons });
-    blocks.push({
-      type: 'context',
-      text: 'A second admin approves with their own 2FA code. The admin who opened it and the user themselves cannot approve.',
-    });
-  }
-  const text =
-    r.status === 'pending'
-      ? `2FA recovery #${r.id} for ${r.target_username}, requested by ${r.initiator_username}: waiting for a second admin`
-      : `2FA recovery #${r.id} for ${r.target_username}: ${r.status}`;
-  return { text, blocks };
-}
-
-export function describeOpen(r: Recovery): string {
-  if (r.status === 'verifying' && r.expires_at > new Date()) {
-    return `A 2FA recovery for \`${r.target_username}\` is already open (#${r.id}, opened by ${r.initiator_username}, collecting identity checks). Only one can be open at a time.`;
-  }
-  if (r.status === 'pending' && r.expires_at > new Date()) {
-    return `A 2FA recovery for \`${r.target_username}\` is already waiting for approval (#${r.id}, opened by ${r.initiator_username}). Only one can be open at a time.`;
-  }
-  return describeDecided(r);
-}
-
-export function describeDecided(r: Recovery): string {
-  if ((r.status === 'pending' || r.status === 'verifying') && r.expires_at <= new Date()) {
-    return `Recovery #${r.id} expired ${md.date(r.expires_at)}. Open a new one with \`/2fa recover ${r.target_username}\`.`;
-  }
-  switch (r.status) {
-    case 'approved':
-      return `Recovery #${r.id} was already approved by ${r.decided_by_username} ${md.date(r.decided_at)}.`;
-    case 'rejected':
-      return `Recovery #${r.id} was already rejected by ${r.decided_by_username} ${md.date(r.decided_at)}.`;
-    case 'cancelled':
-      return `Recovery #${r.id} was cancelled by ${r.decided_by_username} ${md.date(r.decided_at)}.`;
-    case 'expired':
-      return `Recovery #${r.id} expired ${md.date(r.decided_at ?? r.expires_at)}. Open a new one with \`/2fa recover ${r.target_username}\`.`;
-    case 'verifying':
-      return `Recovery #${r.id} is still collecting identity checks; it is not waiting for approval yet.`;
-    case 'pending':
-      return `Recovery #${r.id} is waiting for approval.`;
-  }
 }
 
 export { OPEN_STATUSES };

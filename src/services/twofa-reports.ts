@@ -5,6 +5,7 @@ import { writeAudit } from './audit-writer.js';
 import { requireAdmin, type Actor } from './identity.js';
 import type { Services } from './index.js';
 import type { Recovery } from './twofa-recovery.js';
+import { twofaReminderDm } from '../slack/cards/twofa-reports.js';
 
 /**
  * The 2FA reports of the admin guide ("Monitor 2FA Usage", "Admin Enforcement") and the
@@ -157,18 +158,7 @@ ORDER BY role`,
       let dmed = false;
       for (const link of await this.s.identity.slackAccountsOf(admin.id)) {
         try {
-          await this.s.chat.dm(link.slackUserId, {
-            text: 'Please enable two-factor authentication on your admin account.',
-            blocks: [
-              {
-                type: 'text',
-                text:
-                  `:closed_lock_with_key: Hi ${admin.username}, your admin account has no two-factor authentication. ` +
-                  'Admin accounts must use 2FA: log in and go to *Profile → Enable Two-Factor Authentication*.',
-              },
-              { type: 'context', text: `Reminder sent by ${actor.user.username} through Warden.` },
-            ],
-          });
+          await this.s.chat.dm(link.slackUserId, twofaReminderDm(admin.username, actor.user.username));
           dmed = true;
         } catch (err) {
           this.s.logger.warn({ err: { message: (err as Error).message }, admin: admin.username }, 'could not DM a 2FA reminder');
