@@ -156,7 +156,7 @@ async function child(): Promise<void> {
     return rss;
   };
   const timer = setInterval(sample, 20);
-  process.on('message', async (m: any) => {
+  process.on('message', (m: any) => {
     if (m?.type === 'rss-reset') {
       max = sample();
       cpu = process.cpuUsage();
@@ -168,8 +168,10 @@ async function child(): Promise<void> {
       process.send!({ type: 'rss', max, current, cpuMs: (used.user + used.system) / 1000 });
     } else if (m?.type === 'stop') {
       clearInterval(timer);
-      await target.stop().catch(() => {});
-      process.exit(0);
+      void target
+        .stop()
+        .catch(() => {})
+        .then(() => process.exit(0));
     }
   });
   process.on('disconnect', () => process.exit(0));

@@ -16,7 +16,6 @@ import {
   type AuditPage,
   type AuditQuery,
   type AuditRow,
-  type Cursor,
 } from '../src/services/audit-search.js';
 import { retentionMessage } from '../src/slack/cards/audit-retention.js';
 import type { Actor } from '../src/services/identity.js';
@@ -248,8 +247,6 @@ export function deletionEntry(row: AuditRow, masker: Masker): string {
     row.ip_address ? ` · ${md.escape(masker.ip(row.ip_address))}` : ''
   }`;
 }
-
-type Mode = 's' | 'h' | 't' | 'd';
 
 const pageValueSchema = z
   .object({

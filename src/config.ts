@@ -49,7 +49,7 @@ const duration = (def: string) =>
 const channel = optionalString.pipe(
   z
     .string()
-    .regex(/^[#]?[A-Za-z0-9_\-]+$/, 'must be a channel ID (C0123…) or name')
+    .regex(/^[#]?[A-Za-z0-9_-]+$/, 'must be a channel ID (C0123…) or name')
     .optional(),
 );
 

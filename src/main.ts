@@ -6,7 +6,7 @@ import { startWarden } from './bootstrap.js';
 async function main() {
   // Every problem at once: invalid values and the Slack settings `npm start` needs.
   let config;
-  let problems: string[] = [];
+  let problems: string[];
   try {
     config = loadConfig();
     problems = slackProblems(config);

@@ -32,7 +32,6 @@ interface Shape {
   call(s: AuditSearch, i: number): Promise<unknown>;
 }
 
-const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000).toISOString();
 const userOf = (i: number) => 1 + ((i * 7919 + 13) % BENCH_USERS);
 const ipOf = (i: number) => `10.${i % 7}.${i % 251}.${i % 13}`;
 

@@ -87,8 +87,7 @@ async function main() {
     await seedDemoData(db);
   }
 
-  let warden: Warden;
-  warden = await startWarden({ config, logger, db, jobs: !scripted });
+  const warden: Warden = await startWarden({ config, logger, db, jobs: !scripted });
   const driver = new SlackDriver({ appUrl: `http://127.0.0.1:${warden.port}`, signingSecret, fake });
   const names = new Map(DEMO_SLACK_USERS.map((u) => [u.id, u.name]));
   const renderer = new ConsoleRenderer(names);
@@ -151,7 +150,7 @@ async function main() {
       return;
     }
     const inputs = (view.blocks ?? []).filter((b: any) => b.type === 'input');
-    let values: Record<string, string | string[] | undefined> = {};
+    const values: Record<string, string | string[] | undefined> = {};
     let pending = inputs;
     for (;;) {
       for (const b of pending) {

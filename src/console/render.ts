@@ -117,7 +117,7 @@ export class ConsoleRenderer {
   }
 
   /** One captured Web API call as a titled block of text (or undefined when not shown). */
-  call(c: CapturedCall, actingUser: string): string | undefined {
+  call(c: CapturedCall, _actingUser: string): string | undefined {
     const a = c.args;
     const channelName = (id: string) => (id?.startsWith('D_') ? `DM to @${this.names.get(id.slice(2)) ?? id.slice(2)}` : `#${id}`);
     switch (c.method) {

@@ -132,7 +132,7 @@ export class LockoutAlerts {
       );
       const pos = Object.fromEntries(cursors.rows.map((r) => [r.name, r.position]));
       let auditPos = pos.lockout_audit ?? 0;
-      let userPos = pos.lockout_user_event ?? 0;
+      const userPos = pos.lockout_user_event ?? 0;
       // audit_log restarted its ids (restored, truncated): follow it rather than wait forever.
       const maxAudit = (await q.query<{ m: number }>('SELECT coalesce(max(id), 0) AS m FROM audit_log')).rows[0].m;
       if (auditPos > maxAudit) {

@@ -118,13 +118,6 @@ export interface VerifyOutcome {
   submitted: boolean;
 }
 
-/** Thrown inside a transaction to roll it back while still telling the caller what happened. */
-class Rollback<T> extends Error {
-  constructor(readonly value: T) {
-    super('rollback');
-  }
-}
-
 function isUniqueViolation(e: unknown): boolean {
   return (e as { code?: string })?.code === '23505';
 }

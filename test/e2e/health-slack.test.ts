@@ -21,7 +21,6 @@ let bobId: number;
 
 const TABLES = ['"user"', 'audit_log', 'warden_health_incident'];
 const alertPosts = () => t.fake.callsTo('chat.postMessage').filter((c) => c.args.channel === 'C_ALERTS' && !c.args.thread_ts);
-const threadPosts = () => t.fake.callsTo('chat.postMessage').filter((c) => c.args.channel === 'C_ALERTS' && c.args.thread_ts);
 
 /** Slack's Events API request for a user opening the Home tab. */
 async function openHome(user: string) {

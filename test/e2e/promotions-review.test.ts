@@ -71,8 +71,6 @@ afterAll(async () => {
 });
 
 const cardPosts = (since = 0) => t.fake.calls.slice(since).filter((c) => c.method === 'chat.postMessage' && c.args.channel === CHANNEL);
-const cardUpdates = (ts: string, since = 0) =>
-  t.fake.calls.slice(since).filter((c) => c.method === 'chat.update' && c.args.channel === CHANNEL && c.args.ts === ts);
 const dmsTo = (slackUser: string, since = 0) =>
   t.fake.calls.slice(since).filter((c) => c.method === 'chat.postMessage' && c.args.channel === `D_${slackUser}`);
 

@@ -9,8 +9,6 @@ export interface TestUser {
   totpSecret: string | null;
 }
 
-let counter = 0;
-
 /** Inserts an application account. `twoFa: true` gives it a TOTP secret for step-up. */
 export async function createUser(
   db: Db,
@@ -29,7 +27,6 @@ export async function createUser(
      RETURNING id`,
     [u.username, email, role, area, !!u.twoFa, secret, u.failed ?? 0, u.lockedMinutes ?? null],
   );
-  counter++;
   return { id: rows[0].id, username: u.username, email, role, totpSecret: secret };
 }
 

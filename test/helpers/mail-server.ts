@@ -24,33 +24,42 @@ export class MailServer {
   private server?: http.Server;
 
   async start(): Promise<this> {
-    this.server = http.createServer(async (req, res) => {
-      this.requests++;
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      if (this.mode === 'hang') return;
-      if (this.mode === 'drop') {
-        req.socket.destroy();
-        return;
-      }
-      if (this.mode === '500') {
-        res.writeHead(500, { 'content-type': 'application/json' });
-        return res.end('{"errors":[{"message":"internal"}]}');
-      }
-      const body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
-      this.received.push({
-        to: (body.personalizations ?? []).flatMap((p: any) => (p.to ?? []).map((t: any) => t.email)),
-        from: body.from?.email,
-        subject: body.subject ?? '',
-        text: (body.content ?? []).map((c: any) => c.value).join('\n'),
-        authorization: req.headers.authorization,
+    // A malformed body must answer 500 and not become an unhandled rejection.
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch(() => {
+        res.writeHead(500);
+        res.end();
       });
-      res.writeHead(202);
-      res.end();
     });
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v3/mail/send`;
     return this;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    this.requests++;
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (this.mode === 'hang') return;
+    if (this.mode === 'drop') {
+      req.socket.destroy();
+      return;
+    }
+    if (this.mode === '500') {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end('{"errors":[{"message":"internal"}]}');
+      return;
+    }
+    const body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+    this.received.push({
+      to: (body.personalizations ?? []).flatMap((p: any) => (p.to ?? []).map((t: any) => t.email)),
+      from: body.from?.email,
+      subject: body.subject ?? '',
+      text: (body.content ?? []).map((c: any) => c.value).join('\n'),
+      authorization: req.headers.authorization,
+    });
+    res.writeHead(202);
+    res.end();
   }
 
   /** Settings that point Warden's mailer at this server. */

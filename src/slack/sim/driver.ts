@@ -67,7 +67,7 @@ export class SlackDriver {
 
   /** Builds the form body Slack sends for `/command text`. */
   commandBody(user: string, line: string, channel = 'C_ADMIN', ids = this.ids()): string {
-    const [command, ...rest] = line.trim().split(/\s+/);
+    const [command] = line.trim().split(/\s+/);
     return new URLSearchParams({
       token: 'legacy-verification-token-unused',
       team_id: this.teamId,
