@@ -119,9 +119,14 @@ export const configSchema = z.object({
   STEPUP_MAX_FAILURES: int(5, 1),
 
   // Alerts (issue 7): outbox delivery and lockout catch-up
-  OUTBOX_POLL_MS: int(1000, 100, 60000),
+  OUTBOX_POLL_MS: int(10000, 100, 60000),
+  OUTBOX_PACE_MS: int(1000, 0, 60000),
   OUTBOX_BACKOFF_MAX: duration('5m'),
   LOCKOUT_CATCHUP_WINDOW: duration('24h'),
+  // Storms (issue 12): more than this many lockouts (or failed-login bursts) in a minute → one summary message.
+  LOCKOUT_STORM_PER_MINUTE: int(5, 1),
+  // A single lockout's card waits this long for the rest of a possible storm before it goes.
+  LOCKOUT_STORM_HOLD_MS: int(300, 0, 10000),
 });
 
 export type Config = z.infer<typeof configSchema>;

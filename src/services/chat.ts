@@ -9,8 +9,23 @@ export interface PostedRef {
   ts: string;
 }
 
+/**
+ * A machine-readable mark carried by a posted message (Slack message `metadata`), so that
+ * Warden can later recognise its own message in a channel's history: the outbox marks each
+ * post with its row id and looks for it before posting again after an ambiguous failure.
+ */
+export interface PostMark {
+  type: string;
+  payload: Record<string, string | number>;
+}
+
+export interface PostOptions {
+  threadTs?: string;
+  mark?: PostMark;
+}
+
 export interface Chat {
-  post(channel: string, message: Message, opts?: { threadTs?: string }): Promise<PostedRef>;
+  post(channel: string, message: Message, opts?: PostOptions): Promise<PostedRef>;
   update(ref: PostedRef, message: Message): Promise<void>;
   /** Direct message to a Slack user (opens the DM conversation). */
   dm(slackUserId: string, message: Message): Promise<PostedRef>;
@@ -23,4 +38,14 @@ export interface Chat {
   upload(channel: string, file: { filename: string; title: string; content?: Buffer | string; path?: string; comment?: string }): Promise<void>;
   /** Publishes a user's App Home tab. */
   publishHome(slackUserId: string, message: Message): Promise<void>;
+
+  // What the outbox needs for exactly-once delivery (optional: ports without them post plainly).
+  /** The message carrying exactly this mark posted at or after `since` (in a thread: `threadTs`), or null. */
+  findMarked?(channel: string, mark: PostMark, opts: { since: Date; threadTs?: string }): Promise<PostedRef | null>;
+  /** The id of the DM conversation with a user (opened if needed). */
+  openDm?(slackUserId: string): Promise<string>;
+  /** Deletes a message Warden posted (a duplicate it withdraws). */
+  remove?(ref: PostedRef): Promise<void>;
+  /** A cheap authenticated call: resolves when Slack answers (is it back after an outage?). */
+  ping?(): Promise<void>;
 }

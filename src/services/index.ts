@@ -101,6 +101,7 @@ export function createServices(deps: ServiceDeps): Services {
     ...createAuditServices({ config, db, chat: deps.chat, logger: deps.logger }),
     outbox: new Outbox(db, deps.alertChat ?? deps.chat, deps.logger, {
       pollMs: config.OUTBOX_POLL_MS,
+      paceMs: config.OUTBOX_PACE_MS,
       maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
     }),
   } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin' | 'lockouts' | 'bursts' | 'digests'>;

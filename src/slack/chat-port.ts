@@ -1,25 +1,68 @@
 import fs from 'node:fs';
 import type { webApi } from '@slack/bolt';
 import { request } from 'undici';
-import type { Chat, PostedRef } from '../services/chat.js';
+import type { Chat, PostedRef, PostMark, PostOptions } from '../services/chat.js';
 import type { SlackDirectory } from '../services/identity.js';
 import type { Message } from '../ui.js';
 import { messageBlocks, messagePayload } from './blocks.js';
 
 type WebClient = webApi.WebClient;
 
+const HISTORY_PAGE = 200;
+const HISTORY_PAGES = 5;
+
+function sameMark(payload: Record<string, unknown> | undefined, want: Record<string, string | number>): boolean {
+  if (!payload) return false;
+  return Object.entries(want).every(([k, v]) => String(payload[k]) === String(v));
+}
+
 /** The Chat port over Slack's Web API. */
 export class SlackChat implements Chat {
   constructor(private readonly client: WebClient) {}
 
-  async post(channel: string, message: Message, opts: { threadTs?: string } = {}): Promise<PostedRef> {
+  async post(channel: string, message: Message, opts: PostOptions = {}): Promise<PostedRef> {
     const r = await this.client.chat.postMessage({
       channel,
       ...messagePayload(message),
       ...(opts.threadTs ? { thread_ts: opts.threadTs } : {}),
+      ...(opts.mark ? { metadata: { event_type: opts.mark.type, event_payload: opts.mark.payload } } : {}),
       unfurl_links: false,
     } as any);
     return { channel: r.channel as string, ts: r.ts as string };
+  }
+
+  /**
+   * Looks through the conversation's messages since `since` (or the thread's replies) for
+   * one whose metadata is exactly `mark`. Bounded: HISTORY_PAGES pages of HISTORY_PAGE.
+   */
+  async findMarked(channel: string, mark: PostMark, opts: { since: Date; threadTs?: string }): Promise<PostedRef | null> {
+    const oldest = (Math.floor(opts.since.getTime() / 1000) - 1).toString();
+    let cursor: string | undefined;
+    for (let page = 0; page < HISTORY_PAGES; page++) {
+      const args = { channel, oldest, include_all_metadata: true, limit: HISTORY_PAGE, ...(cursor ? { cursor } : {}) };
+      const r = opts.threadTs
+        ? await this.client.conversations.replies({ ...args, ts: opts.threadTs })
+        : await this.client.conversations.history(args);
+      for (const m of (r.messages ?? []) as { ts?: string; metadata?: { event_type?: string; event_payload?: Record<string, unknown> } }[]) {
+        if (m.ts && m.metadata?.event_type === mark.type && sameMark(m.metadata.event_payload, mark.payload)) return { channel, ts: m.ts };
+      }
+      cursor = r.response_metadata?.next_cursor || undefined;
+      if (!r.has_more || !cursor) return null;
+    }
+    throw new Error(`more than ${HISTORY_PAGES * HISTORY_PAGE} messages since the attempt: cannot tell whether it was posted`);
+  }
+
+  async openDm(slackUserId: string): Promise<string> {
+    const open = await this.client.conversations.open({ users: slackUserId });
+    return (open.channel as { id: string }).id;
+  }
+
+  async remove(ref: PostedRef): Promise<void> {
+    await this.client.chat.delete({ channel: ref.channel, ts: ref.ts });
+  }
+
+  async ping(): Promise<void> {
+    await this.client.auth.test();
   }
 
   async update(ref: PostedRef, message: Message): Promise<void> {

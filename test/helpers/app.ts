@@ -54,6 +54,9 @@ export async function startTestApp(opts: {
     PORT: String(port),
     MIGRATE: 'on',
     LOG_LEVEL: 'silent',
+    // Channel pacing (one message a second) is tested in test/faults/alert-delivery.test.ts;
+    // here it would only make tests that share a channel wait for each other's messages.
+    OUTBOX_PACE_MS: '0',
     ...opts.env,
   });
   const warden = await startWarden({

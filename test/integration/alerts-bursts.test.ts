@@ -37,7 +37,8 @@ function replica() {
   const chat = new SlackChat(
     new webApi.WebClient('xoxb-test', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, rejectRateLimitedCalls: true, logLevel: webApi.LogLevel.ERROR }),
   );
-  const outbox = new Outbox(db, chat, silentLogger(), { baseBackoffMs: 10, maxBackoffMs: 50 });
+  // Unpaced: channel pacing has its own tests (test/faults/alert-delivery.test.ts).
+  const outbox = new Outbox(db, chat, silentLogger(), { baseBackoffMs: 10, maxBackoffMs: 50, paceMs: 0 });
   const deps = { config, db, outbox, masker: new Masker(true), logger: silentLogger() };
   return { outbox, bursts: new BurstAlerts(deps), digests: new Digests(deps) };
 }

@@ -25,9 +25,13 @@ function alertChat(): SlackChat {
 }
 
 const made: Outbox[] = [];
-/** A replica's outbox; closed after each test so no stray kick crosses into the next one. */
+/**
+ * A replica's outbox; closed after each test so no stray kick crosses into the next one.
+ * Unpaced here (these tests are about order and retries); pacing has its own tests in
+ * test/faults/alert-delivery.test.ts.
+ */
 function outbox(opts: { baseBackoffMs?: number; maxBackoffMs?: number } = {}): Outbox {
-  const ob = new Outbox(db, alertChat(), silentLogger(), { baseBackoffMs: 20, maxBackoffMs: 200, ...opts });
+  const ob = new Outbox(db, alertChat(), silentLogger(), { baseBackoffMs: 20, maxBackoffMs: 200, paceMs: 0, ...opts });
   made.push(ob);
   return ob;
 }
@@ -52,6 +56,7 @@ beforeEach(async () => {
   fake.clear();
   fake.down = false;
   await db.query('DELETE FROM warden_outbox');
+  await db.query('DELETE FROM warden_outbox_lane');
 });
 
 describe('Outbox', () => {

@@ -35,6 +35,8 @@ function services(env: Record<string, string> = {}, opts: { jobInterval?: (j: st
     // The shared test Redis's hit rate belongs to every test run: not this test's subject.
     CACHE_DEGRADED_HIT_RATE: '0',
     CACHE_UNHEALTHY_HIT_RATE: '0',
+    // Channel pacing has its own tests (test/faults/alert-delivery.test.ts).
+    OUTBOX_PACE_MS: '0',
     ...env,
   });
   const chat = new SlackChat(new webApi.WebClient('xoxb-test', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } }));

@@ -61,7 +61,8 @@ export class FakeSlack {
   readonly users = new Map<string, SlackProfile>();
   readonly uploads = new Map<string, { filename?: string; content: Buffer }>();
   private server?: http.Server;
-  private nextTs = 1_700_000_000;
+  /** Last ts handed out, in microseconds: Slack's ts is the posting time (seconds.micro), unique per channel. */
+  private lastTsMicros = 0;
   private failures = new Map<string, Failure[]>();
   private holds = new Map<string, (Hold & { times: number })[]>();
   private heldTimers = new Set<NodeJS.Timeout>();
@@ -245,7 +246,10 @@ export class FakeSlack {
   }
 
   private answer(method: string, args: Record<string, any>): Record<string, unknown> {
-    const ts = () => `${++this.nextTs}.000100`;
+    const ts = () => {
+      this.lastTsMicros = Math.max(this.lastTsMicros + 1, Date.now() * 1000);
+      return `${Math.floor(this.lastTsMicros / 1e6)}.${String(this.lastTsMicros % 1e6).padStart(6, '0')}`;
+    };
     const conversation = this.checkConversation(method, args);
     if (conversation) return conversation;
     switch (method) {
@@ -296,6 +300,13 @@ export class FakeSlack {
       }
       case 'conversations.history':
         return this.history(args);
+      case 'conversations.replies': {
+        const parent = (this.messages.get(args.channel) ?? []).find((m) => m.ts === String(args.ts ?? ''));
+        if (!parent) return { ok: false, error: 'thread_not_found' };
+        const thread = [parent, ...(this.replies.get(args.channel) ?? []).filter((m) => m.thread_ts === parent.ts)];
+        // Slack answers a thread oldest first (the parent first); the same bounds and pages as history.
+        return this.history(args, thread.reverse());
+      }
       case 'chat.postEphemeral':
         return { ok: true, message_ts: ts() };
       case 'conversations.open':
@@ -325,10 +336,10 @@ export class FakeSlack {
 
   /** Slack's answers for conversations the bot cannot see (opt-in per test). */
   private checkConversation(method: string, args: Record<string, any>): Record<string, unknown> | undefined {
-    if (!['chat.postMessage', 'chat.update', 'chat.delete', 'conversations.history'].includes(method)) return undefined;
+    if (!['chat.postMessage', 'chat.update', 'chat.delete', 'conversations.history', 'conversations.replies'].includes(method)) return undefined;
     if (!args.channel) return { ok: false, error: 'channel_not_found' };
     if (this.unknownChannels.has(args.channel)) return { ok: false, error: 'channel_not_found' };
-    if (method === 'conversations.history' && this.notInChannels.has(args.channel)) return { ok: false, error: 'not_in_channel' };
+    if (method.startsWith('conversations.') && this.notInChannels.has(args.channel)) return { ok: false, error: 'not_in_channel' };
     return undefined;
   }
 
@@ -337,7 +348,7 @@ export class FakeSlack {
    * `oldest`/`latest` exclusive unless `inclusive`, `limit` 1..999 (default 100), cursor
    * pages with `has_more`, and message `metadata` only with `include_all_metadata`.
    */
-  private history(args: Record<string, any>): Record<string, unknown> {
+  private history(args: Record<string, any>, thread?: StoredMessage[]): Record<string, unknown> {
     const limit = args.limit === undefined ? HISTORY_DEFAULT_LIMIT : Number(args.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > HISTORY_MAX_LIMIT) return { ok: false, error: 'invalid_limit' };
     const inclusive = truthy(args.inclusive);
@@ -348,7 +359,9 @@ export class FakeSlack {
       const t = Number(m.ts);
       return inclusive ? t >= oldest && t <= latest : t > oldest && t < latest;
     };
-    const all = [...(this.messages.get(args.channel) ?? [])].filter(inRange).reverse();
+    const newestFirst = thread ?? [...(this.messages.get(args.channel) ?? [])].reverse();
+    const all = newestFirst.filter(inRange);
+    if (thread) all.reverse();
     let start = 0;
     if (args.cursor) {
       const decoded = Number(Buffer.from(String(args.cursor), 'base64').toString().replace(/^offset:/, ''));
