@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import util from 'node:util';
+import cron from 'node-cron';
 import { z } from 'zod';
 
 /**
@@ -22,7 +25,10 @@ const optionalString = z
   .transform((v) => (v === '' ? undefined : v))
   .optional();
 
-const optionalUrl = optionalString.pipe(z.url().optional());
+/** http(s) only: `localhost:8080` parses as a URL with the scheme `localhost:`, which undici cannot call. */
+const httpUrl = () => z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+
+const optionalUrl = optionalString.pipe(httpUrl().optional());
 
 /** Durations like 90s, 15m, 1h, 7d → seconds. */
 export function parseDuration(text: string): number | undefined {
@@ -32,6 +38,27 @@ export function parseDuration(text: string): number | undefined {
   const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w'];
   return n * unit;
 }
+
+/** A node-cron expression (5 fields, or 6 with a leading seconds field), checked before anything starts. */
+const cronExpr = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .refine((v) => cron.validate(v), 'is not a valid cron expression (5 fields, or 6 with seconds first, e.g. "0 9 * * *")');
+
+/** An IANA time zone such as Europe/Berlin or UTC (what Intl and node-cron accept). */
+export function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const timeZone = optionalString.pipe(
+  z.string().refine(isTimeZone, 'is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)').optional(),
+);
 
 const duration = (def: string) =>
   z
@@ -53,13 +80,12 @@ const channel = optionalString.pipe(
     .optional(),
 );
 
-export const configSchema = z.object({
+const settingsSchema = z.object({
   // Slack
   SLACK_BOT_TOKEN: optionalString.pipe(z.string().startsWith('xoxb-', 'must start with xoxb-').optional()),
   SLACK_SIGNING_SECRET: optionalString,
   SLACK_APP_TOKEN: optionalString.pipe(z.string().startsWith('xapp-', 'must start with xapp-').optional()),
-  SLACK_API_URL: z
-    .url()
+  SLACK_API_URL: httpUrl()
     .default('https://slack.com/api/')
     .transform((u) => (u.endsWith('/') ? u : `${u}/`)),
   PORT: int(3000, 0, 65535),
@@ -89,10 +115,14 @@ export const configSchema = z.object({
   ANONYMIZE_AUDIT_LOGS: bool(true),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
-  HEALTH_CRON: z.string().default('* * * * *'),
-  DIGEST_CRON: z.string().default('0 9 * * *'),
-  RETENTION_CRON: z.string().default('30 3 * * *'),
-  PROMOTION_POLL_CRON: z.string().default('*/15 * * * * *'),
+  HEALTH_CRON: cronExpr('* * * * *'),
+  DIGEST_CRON: cronExpr('0 9 * * *'),
+  RETENTION_CRON: cronExpr('30 3 * * *'),
+  PROMOTION_POLL_CRON: cronExpr('*/15 * * * * *'),
+  /** Time zone of the schedules; unset → TZ; unset → the system's zone (UTC in most containers). */
+  WARDEN_TIMEZONE: timeZone,
+  /** The process's own zone, validated too: Node silently falls back to UTC on a typo. */
+  TZ: timeZone,
   PROMOTION_TTL: duration('7d'),
   RECOVERY_TTL: duration('24h'),
   /** Warden-run identity checks (e-mail code, Slack DM code) that must pass before a 2FA recovery goes to approval. */
@@ -127,9 +157,56 @@ export const configSchema = z.object({
   LOCKOUT_STORM_PER_MINUTE: int(5, 1),
   // A single lockout's card waits this long for the rest of a possible storm before it goes.
   LOCKOUT_STORM_HOLD_MS: int(300, 0, 10000),
+
+  // Operations (issue 13)
+  /** Bearer token that GET /metrics requires; unset → /metrics is off (404). */
+  METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
 });
 
-export type Config = z.infer<typeof configSchema>;
+export const configSchema = settingsSchema.transform((c) => ({
+  ...c,
+  // One effective zone for every schedule, so the 09:00 digest is 09:00 where the admins are.
+  WARDEN_TIMEZONE: c.WARDEN_TIMEZONE ?? c.TZ ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
+}));
+
+export type Config = z.output<typeof configSchema>;
+
+/** Every setting's name, in the order `.env.example` documents them. */
+export const settingNames = Object.keys(settingsSchema.shape) as (keyof typeof settingsSchema.shape)[];
+
+/**
+ * The environment as Warden reads it, the same way whether it came from the shell, a
+ * `.env` file or `docker run --env-file`: values are trimmed, one pair of surrounding quotes
+ * is removed (docker's --env-file passes `"* * * * *"` with its quotes), and an empty value
+ * means unset, so the setting gets its default.
+ */
+export function normaliseEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, raw] of Object.entries(env)) {
+    if (raw === undefined) continue;
+    let v = raw.trim();
+    if (v.length >= 2 && (v[0] === '"' || v[0] === "'") && v.at(-1) === v[0]) v = v.slice(1, -1).trim();
+    if (v !== '') out[key] = v;
+  }
+  return out;
+}
+
+/**
+ * Loads `.env` from the working directory into process.env when the file exists
+ * (Node's own parser). Variables already set in the environment win. Returns the path
+ * read, or undefined.
+ */
+export function loadDotEnv(file = '.env', env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (!fs.existsSync(file)) return undefined;
+  // Node's own .env parser (Node ≥ 20.12): quotes, comments and `export` as dotenv reads them.
+  const parsed = util.parseEnv(fs.readFileSync(file, 'utf8'));
+  for (const [k, v] of Object.entries(parsed)) {
+    if (v === undefined) continue;
+    // An empty real variable counts as unset, so a blank `export X=` in the shell does not hide the file's value.
+    if (env[k] === undefined || env[k] === '') env[k] = v;
+  }
+  return file;
+}
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -139,7 +216,7 @@ export class ConfigError extends Error {
 
 /** Parses settings. Values are never echoed back in messages: they may be secrets. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const result = configSchema.safeParse(env);
+  const result = configSchema.safeParse(normaliseEnv(env));
   if (!result.success) {
     throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
@@ -156,4 +233,39 @@ export function slackProblems(config: Config): string[] {
     );
   }
   return problems;
+}
+
+/** host[:port] of a URL, never its user, password, path or query (they can carry secrets). */
+function hostOf(url: string | undefined): string | undefined {
+  if (!url) return undefined;
+  try {
+    return new URL(url).host || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The effective configuration without secrets, for the one info line at start: enough for
+ * on-call to see which database, store, channels and schedules this process really uses.
+ */
+export function describeConfig(c: Config) {
+  return {
+    mode: c.SLACK_APP_TOKEN ? 'socket' : 'http',
+    port: c.PORT,
+    slackApi: hostOf(c.SLACK_API_URL),
+    database: c.DATABASE_URL
+      ? { kind: 'postgres', host: hostOf(c.DATABASE_URL), name: new URL(c.DATABASE_URL).pathname.slice(1) || undefined, poolMax: c.DATABASE_POOL_MAX }
+      : { kind: 'pglite', dir: c.WARDEN_DATA_DIR },
+    store: c.REDIS_URL ? { kind: 'redis', host: hostOf(c.REDIS_URL) } : { kind: 'memory' },
+    migrate: c.MIGRATE,
+    channels: { alerts: c.ALERTS_CHANNEL ?? null, security: c.SECURITY_CHANNEL ?? null, approvals: c.APPROVALS_CHANNEL ?? null },
+    schedules: { health: c.HEALTH_CRON, digest: c.DIGEST_CRON, retention: c.RETENTION_CRON, promotionPoll: c.PROMOTION_POLL_CRON },
+    timezone: c.WARDEN_TIMEZONE,
+    appHealth: hostOf(c.APP_HEALTH_URL) ?? 'off',
+    email: c.EMAIL_API_URL ? { host: hostOf(c.EMAIL_API_URL), from: c.EMAIL_FROM ?? null } : 'off',
+    anonymizeAuditLogs: c.ANONYMIZE_AUDIT_LOGS,
+    logLevel: c.LOG_LEVEL,
+    metrics: c.METRICS_TOKEN ? 'on (bearer token)' : 'off',
+  };
 }

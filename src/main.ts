@@ -1,9 +1,11 @@
-import { ConfigError, loadConfig, slackProblems } from './config.js';
+import { ConfigError, describeConfig, loadConfig, loadDotEnv, slackProblems } from './config.js';
 import { createLogger } from './logger.js';
 import { startWarden } from './bootstrap.js';
 
 /** `npm start`: the bot, in Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT. */
 async function main() {
+  // .env in the working directory, when present; real environment variables win.
+  const envFile = loadDotEnv();
   // Every problem at once: invalid values and the Slack settings `npm start` needs.
   let config;
   let problems: string[];
@@ -24,6 +26,7 @@ async function main() {
     process.exit(2);
   }
   const logger = createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT });
+  logger.info({ envFile: envFile ?? null, config: describeConfig(config) }, 'settings');
   const warden = await startWarden({ config, logger, socketMode: !!config.SLACK_APP_TOKEN });
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');

@@ -3,7 +3,7 @@ import net from 'node:net';
 import readline from 'node:readline/promises';
 import { generate } from 'otplib';
 import { startWarden, type Warden } from '../bootstrap.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, loadDotEnv, normaliseEnv } from '../config.js';
 import { openDb } from '../db/index.js';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../logger.js';
@@ -60,19 +60,21 @@ async function main() {
   const port = await freePort();
 
   let config;
+  loadDotEnv();
   try {
     config = loadConfig({
       ALERTS_CHANNEL: 'C_ALERTS',
       SECURITY_CHANNEL: 'C_SECURITY',
       APPROVALS_CHANNEL: 'C_APPROVALS',
-      ...process.env,
+      // Empty values (a copied .env.example) mean unset here too, so the demo channels stay.
+      ...normaliseEnv(process.env),
       // The console always talks to its own fake Slack, never to a real workspace.
       SLACK_BOT_TOKEN: 'xoxb-console',
       SLACK_SIGNING_SECRET: signingSecret,
       SLACK_APP_TOKEN: '',
       SLACK_API_URL: fake.apiUrl,
       PORT: String(port),
-      LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      LOG_LEVEL: process.env.LOG_LEVEL || 'warn',
     });
   } catch (e) {
     console.error(e instanceof ConfigError ? e.message : e);

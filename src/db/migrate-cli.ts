@@ -1,9 +1,10 @@
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, loadDotEnv } from '../config.js';
 import { openDb } from './index.js';
 import { migrate } from './migrate.js';
 
 /** `npm run migrate`: applies sql/ to DATABASE_URL, or to the embedded database. */
 async function main() {
+  loadDotEnv();
   const config = loadConfig();
   const db = await openDb({ url: config.DATABASE_URL, dataDir: config.WARDEN_DATA_DIR });
   try {

@@ -12,12 +12,39 @@ export interface Migration {
   checksum: string;
 }
 
-/** Files named NNN_description.sql, applied in order of NNN. */
+const MIGRATION_NAME = /^(\d{3})_[a-z0-9_]+\.sql$/;
+
+/**
+ * Two early migrations share the number 004. Both are applied in existing deployments under
+ * these names (the name is the key in warden_migrations), so they stay as they are; every
+ * new file takes the next unused number.
+ */
+const ACCEPTED_SHARED_NUMBERS = new Set(['004_promotions.sql', '004_promotions_card_sync.sql']);
+
+/**
+ * Files named NNN_description.sql (lower case), applied in name order. Anything else in the
+ * folder is refused rather than skipped: a misnamed migration silently never applied is how
+ * a schema drifts, and so is a second file taking a number already used.
+ */
 export function readMigrations(dir = SQL_DIR): Migration[] {
-  return fs
-    .readdirSync(dir)
-    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
-    .sort()
+  const files = fs.readdirSync(dir).sort();
+  const problems: string[] = [];
+  const byNumber = new Map<string, string[]>();
+  for (const f of files) {
+    const m = MIGRATION_NAME.exec(f);
+    if (!m) {
+      problems.push(`${f}: not a migration name (NNN_lower_case_words.sql)`);
+      continue;
+    }
+    byNumber.set(m[1], [...(byNumber.get(m[1]) ?? []), f]);
+  }
+  for (const [n, names] of byNumber) {
+    if (names.length > 1 && !names.every((f) => ACCEPTED_SHARED_NUMBERS.has(f))) {
+      problems.push(`${names.join(', ')}: share the number ${n}; give the new file the next unused number`);
+    }
+  }
+  if (problems.length) throw new MigrationError(`sql/ holds files that are not migrations:\n  - ${problems.join('\n  - ')}`);
+  return files
     .map((name) => {
       const sql = fs.readFileSync(path.join(dir, name), 'utf8');
       return { name, sql, checksum: crypto.createHash('sha256').update(sql).digest('hex') };

@@ -107,7 +107,7 @@ export function scheduleJob(services: Services, job: JobSpec): () => Promise<voi
         // runJobOnce handles its own failures; this only guards against a bug there.
         services.logger.error({ err, job: job.name }, 'scheduled job crashed');
       }),
-    { name: job.name, noOverlap: true },
+    { name: job.name, noOverlap: true, timezone: services.config.WARDEN_TIMEZONE },
   );
   return async () => {
     await task.stop();
