@@ -24,7 +24,7 @@ import type { Masker } from '../src/services/masking.js';
 import { md, type Block, type Button, type Message, type Modal } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
-import type { ActionReply, CommandModule, Reply, Subcommand } from './types.js';
+import type { ActionReply, CommandModule, InteractionContext, Reply, Subcommand } from './types.js';
 
 /**
  * `/audit`: the guide's "Audit Log Review" (issue 6). Search with filters is the default
@@ -304,7 +304,7 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
   ];
   const buttons: Button[] = [];
   const base: PageValue = { m: v.m, q: v.m === 'd' ? clean({ s: q.s, t: q.t }) : q, ...(v.l ? { l: v.l } : {}), ...(v.n ? { n: v.n } : {}) };
-  if (page.hasPrev && page.first) buttons.push({ text: '◀ Previous (newer)', actionId: 'audit:page', value: JSON.stringify({ ...base, b: page.first }) });
+  if (page.hasPrev && page.first) buttons.push({ text: '◀ Previous (newer)', actionId: 'audit:page:prev', value: JSON.stringify({ ...base, b: page.first }) });
   if (page.hasNext && page.last) buttons.push({ text: 'Next (older) ▶', actionId: 'audit:page', value: JSON.stringify({ ...base, a: page.last }) });
   if (v.m !== 'd') buttons.push({ text: 'Export CSV', actionId: 'audit:export', value: JSON.stringify({ q }) });
   blocks.push({ type: 'buttons', buttons });
@@ -497,7 +497,7 @@ const retention: Subcommand<{ dryRun: boolean }> = {
         callbackId: 'audit:retention',
         title: 'Apply audit retention',
         submit: 'Apply',
-        intro: `${(preview.blocks?.[0] as { text: string }).text.replace('Run `/audit retention` to apply it.', '')}\nThis deletes audit entries for good. Enter your 2FA code to apply it now.`,
+        intro: `${String((preview.blocks?.[0] as { text: unknown }).text).replace('Run `/audit retention` to apply it.', '')}\nThis deletes audit entries for good. Enter your 2FA code to apply it now.`,
         fields: [totpField],
       },
     };
@@ -516,6 +516,12 @@ function notifyFailure(services: Services, actor: Actor, what: string) {
   };
 }
 
+async function pageAction(ctx: InteractionContext, value: string): Promise<ActionReply> {
+  const v = parseButtonValue(pageValueSchema, value, '/audit');
+  if (v.a && v.b) throw new UserError('That paging button is not valid any more. Run `/audit` again.');
+  return { kind: 'update', message: await renderPage(ctx.services, v) };
+}
+
 export const auditCommand: CommandModule = {
   command: '/audit',
   summary: 'search, history, investigations, CSV export and retention of the audit log',
@@ -523,11 +529,9 @@ export const auditCommand: CommandModule = {
   fallbackSubcommand: 'search',
   subcommands: [search, history, timeline, failedLogins, deletions, exportSub, retention],
   actions: {
-    'audit:page': async (ctx, value): Promise<ActionReply> => {
-      const v = parseButtonValue(pageValueSchema, value, '/audit');
-      if (v.a && v.b) throw new UserError('That paging button is not valid any more. Run `/audit` again.');
-      return { kind: 'update', message: await renderPage(ctx.services, v) };
-    },
+    // Next and Previous sit in one actions block, where Slack wants distinct action ids.
+    'audit:page': pageAction,
+    'audit:page:prev': pageAction,
     'audit:export': async (ctx, value): Promise<ActionReply> => {
       const { q } = parseButtonValue(exportValueSchema, value, '/audit export');
       return { kind: 'message', message: await maskedExport(ctx.services, ctx.actor, q, ctx.source?.channelId) };

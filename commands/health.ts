@@ -60,7 +60,7 @@ export function renderHealth(report: HealthReport, open: IncidentRow[] = [], out
   const lines: string[] = [];
   for (const c of report.components) {
     if (c.key === 'scheduler') continue;
-    lines.push(componentLine(c));
+    lines.push(String(componentLine(c)));
     for (const d of c.details ?? []) lines.push(`      ◦ ${md.escape(d)}`);
     lines.push(`      _${md.escape(c.thresholds)}_`);
   }

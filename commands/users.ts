@@ -8,7 +8,7 @@ import { md, type Block, type Button, type Message } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
 import { adminActions, adminSubcommands, adminViews } from './users-admin.js';
 import { renderUserCard } from './users-card.js';
-import type { CommandModule, Subcommand } from './types.js';
+import type { ActionHandler, CommandModule, Subcommand } from './types.js';
 
 /** `/users`: the guide's "User Management" section. */
 
@@ -71,7 +71,7 @@ export async function renderUserPage(
   ];
   const buttons: Button[] = [];
   if (page.hasPrev && page.first) {
-    buttons.push({ text: '◀ Previous', actionId: 'users:page', value: JSON.stringify({ f: filter, b: page.first }) });
+    buttons.push({ text: '◀ Previous', actionId: 'users:page:prev', value: JSON.stringify({ f: filter, b: page.first }) });
   }
   if (page.hasNext && page.last) {
     buttons.push({ text: 'Next ▶', actionId: 'users:page', value: JSON.stringify({ f: filter, a: page.last }) });
@@ -103,6 +103,16 @@ function userLine(services: Services, u: UserRow): string {
 
 export { renderUserCard, userActionButtons } from './users-card.js';
 
+const pageAction: ActionHandler = async (ctx, value) => {
+  let parsed: z.infer<typeof pageValueSchema>;
+  try {
+    parsed = pageValueSchema.parse(JSON.parse(value));
+  } catch {
+    throw new UserError('That paging button is not valid any more. Run `/users list` again.');
+  }
+  return { kind: 'update', message: await renderUserPage(ctx.services, parsed.f, { after: parsed.a, before: parsed.b }) };
+};
+
 export const usersCommand: CommandModule = {
   command: '/users',
   summary: 'manage application accounts',
@@ -110,14 +120,8 @@ export const usersCommand: CommandModule = {
   views: adminViews,
   actions: {
     ...adminActions,
-    'users:page': async (ctx, value) => {
-      let parsed: z.infer<typeof pageValueSchema>;
-      try {
-        parsed = pageValueSchema.parse(JSON.parse(value));
-      } catch {
-        throw new UserError('That paging button is not valid any more. Run `/users list` again.');
-      }
-      return { kind: 'update', message: await renderUserPage(ctx.services, parsed.f, { after: parsed.a, before: parsed.b }) };
-    },
+    // Next and Previous sit in one actions block, where Slack wants distinct action ids.
+    'users:page': pageAction,
+    'users:page:prev': pageAction,
   },
 };

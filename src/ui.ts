@@ -6,6 +6,7 @@
  */
 
 export interface Button {
+  /** plain_text: shown as it is. */
   text: string;
   /** Routed to the interaction handler registered under this id. */
   actionId: string;
@@ -13,22 +14,38 @@ export interface Button {
   value: string;
   style?: 'primary' | 'danger';
   /** A confirmation dialog before the click is sent. */
-  confirm?: { title: string; text: string; confirm: string; deny?: string };
+  confirm?: { title: string; text: Text; confirm: string; deny?: string };
   url?: string;
 }
 
 export type Block =
+  /** plain_text: shown as it is (control characters removed). */
   | { type: 'header'; text: string }
-  | { type: 'text'; text: string }
-  | { type: 'fields'; fields: string[] }
-  | { type: 'context'; text: string }
+  | { type: 'text'; text: Text }
+  | { type: 'fields'; fields: Text[] }
+  | { type: 'context'; text: Text }
   | { type: 'divider' }
   | { type: 'buttons'; buttons: Button[] };
 
 export interface Message {
-  /** Plain-text fallback (notifications, screen readers) and the console's first line. */
-  text: string;
+  /** Fallback (notifications, screen readers) and the console's first line; Slack parses it as mrkdwn. */
+  text: Text;
   blocks?: Block[];
+}
+
+/** A block whose mrkdwn can only have been built by `mrkdwn` / `md.*` (what cards return). */
+export type SafeBlock =
+  | { type: 'header'; text: string }
+  | { type: 'text'; text: Mrkdwn }
+  | { type: 'fields'; fields: Mrkdwn[] }
+  | { type: 'context'; text: Mrkdwn }
+  | { type: 'divider' }
+  | { type: 'buttons'; buttons: (Omit<Button, 'confirm'> & { confirm?: { title: string; text: Mrkdwn; confirm: string; deny?: string } })[] };
+
+/** A message built only from safe text: every card and alert in src/slack/cards/ returns one. */
+export interface SafeMessage {
+  text: Mrkdwn;
+  blocks?: SafeBlock[];
 }
 
 /** Where a reply to a command or click goes. */
@@ -64,11 +81,94 @@ export interface Modal {
 /** Values submitted from a modal: one string (or list, for checkboxes) per field id. */
 export type ModalValues = Record<string, string | string[] | undefined>;
 
+// ── Text: one way to build what Slack parses ────────────────────────────────────────
+//
+// Slack parses mrkdwn in section/context/field text and in a message's fallback `text`:
+// `<!channel>`, `<@U…>`, `<#C…>` and `<https://…|label>` become mentions and links, and `&`,
+// `<`, `>` must be escaped. Text Warden did not write (usernames typed into a login form,
+// reasons, audit details) must never be parsed. So mrkdwn is its own type, `Mrkdwn`, that
+// only the `mrkdwn` template tag and the `md.*` builders produce: every plain string put
+// into them is escaped for its context; a value that is already `Mrkdwn` is kept. Cards
+// (src/slack/cards/) build only `Mrkdwn`, so a raw string cannot reach a card's mrkdwn.
+
+/** Text in Slack's mrkdwn, safe by construction. */
+export class Mrkdwn {
+  private constructor(readonly text: string) {}
+  /** Only for this module: the builders below are the only way in. */
+  static of(text: string): Mrkdwn {
+    return new Mrkdwn(text);
+  }
+  toString(): string {
+    return this.text;
+  }
+  /** Stored messages (the outbox) keep the text. */
+  toJSON(): string {
+    return this.text;
+  }
+}
+
+/** Text for a Slack field: built mrkdwn, or (legacy call sites) a string used as it is. */
+export type Text = Mrkdwn | string;
+
+export const textOf = (t: Text): string => (t instanceof Mrkdwn ? t.text : t);
+
+// C0/C1 controls (line breaks handled apart), and the bidirectional controls that let a
+// value reorder the text around it on screen (RTL override / isolate, marks).
+const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/g;
+const BIDI = /[\u200E\u200F\u202A-\u202E\u2066-\u2069\u061C]/g;
+const LINE_BREAKS = /\r\n|[\r\n\u2028\u2029\u0085]/g;
+
+/** Removes control and bidi characters; line breaks become spaces unless `keepLines`. */
+export function cleanText(s: string, keepLines = false): string {
+  const t = s.replace(LINE_BREAKS, keepLines ? '\n' : ' ').replace(/\t/g, ' ');
+  return t.replace(CONTROL, '').replace(BIDI, '');
+}
+
+/** Escapes the three characters Slack's mrkdwn treats specially. */
+const escapeMrkdwn = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export type MrkdwnValue = Mrkdwn | string | number;
+
+function piece(v: MrkdwnValue): string {
+  if (v instanceof Mrkdwn) return v.text;
+  if (typeof v === 'number') return String(v);
+  return escapeMrkdwn(cleanText(String(v)));
+}
+
+/**
+ * The template tag: `mrkdwn\`*Account*\n${username}\`` — the literal parts are Warden's
+ * markup, every interpolated string is data (cleaned, on one line, escaped).
+ */
+export function mrkdwn(strings: TemplateStringsArray, ...values: MrkdwnValue[]): Mrkdwn {
+  let out = strings[0];
+  for (let i = 0; i < values.length; i++) out += piece(values[i]) + strings[i + 1];
+  return Mrkdwn.of(out);
+}
+
+const SLACK_USER = /^[UW][A-Z0-9_]{2,30}$/;
+const SLACK_CHANNEL = /^[CGD][A-Z0-9_]{2,30}$/;
+
 export const md = {
-  bold: (s: string) => `*${s.replace(/\*/g, '')}*`,
-  code: (s: string) => `\`${s.replace(/`/g, "'")}\``,
-  /** Escapes the three characters Slack's mrkdwn treats specially. */
-  escape: (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;'),
-  user: (slackUserId: string) => `<@${slackUserId}>`,
-  date: (d: Date | null | undefined) => (d ? d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—'),
+  /** A value as data (escaped, one line). */
+  text: (s: string | number): Mrkdwn => Mrkdwn.of(piece(s)),
+  /** Multi-line data: line breaks kept, everything else as `text`. */
+  lines: (s: string): Mrkdwn => Mrkdwn.of(escapeMrkdwn(cleanText(s, true))),
+  /** Data as a block quote, every line quoted. */
+  quote: (s: string): Mrkdwn => Mrkdwn.of(cleanText(s, true).split('\n').map((l) => `>${escapeMrkdwn(l)}`).join('\n')),
+  bold: (s: MrkdwnValue): Mrkdwn => Mrkdwn.of(`*${piece(typeof s === 'string' ? s.replace(/\*/g, '') : s)}*`),
+  /** A code span: escaped (Slack decodes entities in code too), backticks replaced. */
+  code: (s: string | number): Mrkdwn => Mrkdwn.of(`\`${piece(String(s).replace(/`/g, "'")) || ' '}\``),
+  /** Kept for call sites that still build plain strings; returns the escaped text. */
+  escape: (s: string): string => escapeMrkdwn(s),
+  /** A mention of a Slack user Warden knows (an id it stored); anything else is shown as text. */
+  user: (slackUserId: string): Mrkdwn => (SLACK_USER.test(slackUserId) ? Mrkdwn.of(`<@${slackUserId}>`) : md.text(slackUserId)),
+  channel: (channelId: string): Mrkdwn => (SLACK_CHANNEL.test(channelId) ? Mrkdwn.of(`<#${channelId}>`) : md.text(channelId)),
+  /** A link Warden makes: http(s) only, the label escaped. */
+  link: (url: string, label: string): Mrkdwn => {
+    if (!/^https?:\/\/[^\s<>|]+$/.test(url)) return md.text(label);
+    return Mrkdwn.of(`<${url}|${piece(label).replace(/\|/g, '¦')}>`);
+  },
+  date: (d: Date | null | undefined): Mrkdwn => Mrkdwn.of(d ? d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—'),
+  /** Joins built pieces. */
+  join: (parts: MrkdwnValue[], sep: string | Mrkdwn = ''): Mrkdwn => Mrkdwn.of(parts.map(piece).join(sep instanceof Mrkdwn ? sep.text : sep)),
 };

@@ -192,7 +192,7 @@ export class TwoFaRecoveryService {
     const links = await this.s.identity.slackAccountsOf(target.id);
     const old = links.filter((l) => Date.now() - l.createdAt.getTime() > SLACK_LINK_MIN_AGE_MS);
     const slack: CheckAvailability = old[0]
-      ? { ok: true, destination: md.user(old[0].slackUserId), slackUserId: old[0].slackUserId }
+      ? { ok: true, destination: String(md.user(old[0].slackUserId)), slackUserId: old[0].slackUserId }
       : {
           ok: false,
           why: links.length

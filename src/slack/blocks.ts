@@ -1,4 +1,4 @@
-import type { Block, Button, Message, Modal, ModalField, ModalValues } from '../ui.js';
+import { cleanText, textOf, type Block, type Button, type Message, type Modal, type ModalField, type ModalValues, type Text } from '../ui.js';
 
 /**
  * Turns Warden's message and modal model into Block Kit, enforcing Slack's limits here
@@ -33,8 +33,9 @@ export function truncate(text: string, max: number, mark = TRUNCATION_MARK): str
   return cut + mark;
 }
 
-const plain = (text: string, max: number) => ({ type: 'plain_text', text: truncate(text || ' ', max, '…'), emoji: true });
-const mrkdwn = (text: string, max: number) => ({ type: 'mrkdwn', text: truncate(text || ' ', max) });
+/** plain_text is shown as it is; control and bidi characters are removed, empty becomes a space. */
+const plain = (text: string, max: number) => ({ type: 'plain_text', text: truncate(cleanText(text ?? '', true) || ' ', max, '…'), emoji: true });
+const mrkdwn = (text: Text, max: number) => ({ type: 'mrkdwn', text: truncate(textOf(text) || ' ', max) });
 
 function button(b: Button) {
   return {
@@ -57,9 +58,9 @@ function button(b: Button) {
 }
 
 /** Splits long text into several sections at line breaks rather than cutting it. */
-function sections(text: string): object[] {
+function sections(t: Text): object[] {
   const out: object[] = [];
-  let rest = text;
+  let rest = textOf(t);
   while (rest.length > LIMITS.sectionText) {
     let at = rest.lastIndexOf('\n', LIMITS.sectionText);
     if (at < LIMITS.sectionText / 2) at = LIMITS.sectionText;
@@ -90,16 +91,23 @@ function toBlockKit(block: Block, actionIndex: number): object[] {
       return [{ type: 'context', elements: [mrkdwn(block.text, LIMITS.contextText)] }];
     case 'divider':
       return [{ type: 'divider' }];
-    case 'buttons':
-      return block.buttons.length
-        ? [
-            {
-              type: 'actions',
-              block_id: `actions_${actionIndex}`,
-              elements: block.buttons.slice(0, LIMITS.actionsElements).map(button),
-            },
-          ]
-        : [];
+    case 'buttons': {
+      if (!block.buttons.length) return [];
+      // Slack refuses a block in which two elements share an action_id (invalid_blocks):
+      // a programming error, so it fails loudly here (and in every test) rather than in Slack.
+      const seen = new Set<string>();
+      for (const b of block.buttons) {
+        if (seen.has(b.actionId)) throw new Error(`two buttons in one block share the action id '${b.actionId}'; Slack would refuse the message`);
+        seen.add(b.actionId);
+      }
+      return [
+        {
+          type: 'actions',
+          block_id: `actions_${actionIndex}`,
+          elements: block.buttons.slice(0, LIMITS.actionsElements).map(button),
+        },
+      ];
+    }
   }
 }
 
@@ -118,7 +126,7 @@ export function messageBlocks(message: Message, maxBlocks = LIMITS.messageBlocks
 
 /** Arguments for chat.postMessage / chat.update / respond. */
 export function messagePayload(message: Message): { text: string; blocks?: object[] } {
-  const text = truncate(message.text, LIMITS.fallbackText);
+  const text = truncate(textOf(message.text) || ' ', LIMITS.fallbackText);
   return message.blocks?.length ? { text, blocks: messageBlocks(message) } : { text, blocks: sections(message.text) };
 }
 

@@ -199,7 +199,7 @@ describe('opening a recovery', () => {
     const r = await services.twofaRecovery.open(await actor(alice), input('bob', ['slack']));
     const dm = chat.dms.slice(dmsBefore);
     expect(dm.map((d) => d.user)).toEqual(['U_BOB']);
-    const code = /(\d{4}) (\d{4})/.exec(dm[0].message.text)!;
+    const code = /(\d{4}) (\d{4})/.exec(String(dm[0].message.text))!;
     const out = await services.twofaRecovery.verifyCodes(await actor(alice), r.id, { slack: `${code[1]}-${code[2]}` });
     expect(out.passed).toEqual(['slack']);
     expect(out.submitted).toBe(true);
@@ -312,7 +312,7 @@ describe('verifying codes', () => {
     expect(replay.errors.email).toMatch(/already passed/);
     expect(await recoveryTables()).toEqual(tables);
     // Once submitted, no code is taken any more.
-    const slack = /(\d{4}) (\d{4})/.exec(chat.dms.at(-1)!.message.text)!;
+    const slack = /(\d{4}) (\d{4})/.exec(String(chat.dms.at(-1)!.message.text))!;
     const done = await services2.twofaRecovery.verifyCodes(await actor(alice), r.id, { slack: slack[1] + slack[2] });
     expect(done.submitted).toBe(true);
     expect(done.recovery.checks).toMatchObject({ email: { result: 'passed' }, slack: { result: 'passed' } });
@@ -454,7 +454,7 @@ describe('deciding', () => {
       expect(all).not.toContain(`${code[1]} ${code[2]}`);
     }
     for (const d of chat.dms) {
-      const code = /(\d{4}) (\d{4})/.exec(d.message.text);
+      const code = /(\d{4}) (\d{4})/.exec(String(d.message.text));
       if (code) expect(all).not.toContain(code[1] + code[2]);
     }
   });

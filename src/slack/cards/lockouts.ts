@@ -1,28 +1,29 @@
 import type { Masker } from '../../services/masking.js';
 import type { LockoutAttempts, LockoutCardData } from '../../services/lockouts.js';
-import { md, type Block, type Button, type Message } from '../../ui.js';
+import { md, mrkdwn, type SafeBlock, type SafeMessage } from '../../ui.js';
+
+type SafeButton = Extract<SafeBlock, { type: 'buttons' }>['buttons'][number];
 
 /** The lockout alert card: who, when, until when, recent failed attempts (IPs masked), buttons. */
-export function lockoutCard(data: LockoutCardData, masker: Masker): Message {
+export function lockoutCard(data: LockoutCardData, masker: Masker): SafeMessage {
   const { alert, account, attempts } = data;
-  const name = md.escape(alert.username);
   const unlocked = !!alert.unlocked_at;
   const fields = [
-    `*Account*\n${name}${account ? ` (${account.role})` : ' (no such account now)'}`,
-    `*E-mail*\n${account ? md.escape(masker.email(account.email)) : '—'}`,
-    `*Locked at*\n${md.date(alert.locked_at)}`,
-    `*Locked until*\n${alert.locked_until ? md.date(alert.locked_until) : 'unknown'}`,
+    account ? mrkdwn`*Account*\n${alert.username} (${account.role})` : mrkdwn`*Account*\n${alert.username} (no such account now)`,
+    mrkdwn`*E-mail*\n${account ? masker.email(account.email) : '—'}`,
+    mrkdwn`*Locked at*\n${md.date(alert.locked_at)}`,
+    mrkdwn`*Locked until*\n${alert.locked_until ? md.date(alert.locked_until) : 'unknown'}`,
   ];
   const lines = attempts.length
-    ? attempts.map((a) => `• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? masker.ip(a.ip_address) : 'unknown IP')}`)
-    : ['_No failed logins recorded in the day before the lockout._'];
-  const blocks: Block[] = [
+    ? attempts.map((a) => mrkdwn`• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? masker.ip(a.ip_address) : 'unknown IP')}`)
+    : [mrkdwn`_No failed logins recorded in the day before the lockout._`];
+  const blocks: SafeBlock[] = [
     { type: 'header', text: unlocked ? `Unlocked: ${alert.username}` : `Account locked: ${alert.username}` },
     { type: 'fields', fields },
-    { type: 'text', text: `*Recent failed attempts*\n${lines.join('\n')}` },
+    { type: 'text', text: mrkdwn`*Recent failed attempts*\n${md.join(lines, '\n')}` },
   ];
   const value = JSON.stringify({ a: alert.id });
-  const buttons: Button[] = [];
+  const buttons: SafeButton[] = [];
   if (!unlocked && account) {
     buttons.push({ text: 'Unlock', actionId: 'alerts:unlock', value, style: 'primary' });
   }
@@ -31,31 +32,34 @@ export function lockoutCard(data: LockoutCardData, masker: Masker): Message {
   blocks.push({
     type: 'context',
     text: unlocked
-      ? `:unlock: Unlocked by ${md.escape(alert.unlocked_by ?? 'an admin')} at ${md.date(alert.unlocked_at)}`
-      : `Lockout #${alert.id}${alert.audit_id ? ` · audit_log #${alert.audit_id}` : ''} · Unlock asks for your 2FA code`,
+      ? mrkdwn`:unlock: Unlocked by ${alert.unlocked_by ?? 'an admin'} at ${md.date(alert.unlocked_at)}`
+      : mrkdwn`Lockout #${alert.id}${alert.audit_id ? mrkdwn` · audit_log #${alert.audit_id}` : ''} · Unlock asks for your 2FA code`,
   });
   const text = unlocked
-    ? `:unlock: ${alert.username} was unlocked by ${alert.unlocked_by ?? 'an admin'}`
-    : `:lock: Account locked: ${alert.username} at ${md.date(alert.locked_at)}`;
+    ? mrkdwn`:unlock: ${alert.username} was unlocked by ${alert.unlocked_by ?? 'an admin'}`
+    : mrkdwn`:lock: Account locked: ${alert.username} at ${md.date(alert.locked_at)}`;
   return { text, blocks };
 }
 
 /** The Show attempts reply: failed logins behind a lockout (IPs masked). */
-export function lockoutAttemptsMessage(data: LockoutAttempts, masker: Masker): Message {
+export function lockoutAttemptsMessage(data: LockoutAttempts, masker: Masker): SafeMessage {
   const { alert, attempts } = data;
-  const name = md.escape(alert.username);
-  if (!attempts.length) return { text: `No failed logins for ${name} in the day before its lockout at ${md.date(alert.locked_at)}.` };
+  const name = alert.username;
+  if (!attempts.length) return { text: mrkdwn`No failed logins for ${name} in the day before its lockout at ${md.date(alert.locked_at)}.` };
   const lines = attempts.map((a) => {
-    const reason = typeof a.details?.reason === 'string' ? ` · ${md.escape(masker.text(a.details.reason))}` : '';
-    return `• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? masker.ip(a.ip_address) : 'unknown IP')}${reason}`;
+    const reason = typeof a.details?.reason === 'string' ? mrkdwn` · ${masker.text(a.details.reason)}` : '';
+    return mrkdwn`• ${md.date(a.timestamp)} from ${md.code(a.ip_address ? masker.ip(a.ip_address) : 'unknown IP')}${reason}`;
   });
   const ips = new Set(attempts.map((a) => a.ip_address ?? '?'));
   return {
-    text: `Failed logins for ${alert.username}`,
+    text: mrkdwn`Failed logins for ${name}`,
     blocks: [
-      { type: 'text', text: `*${attempts.length} failed login${attempts.length === 1 ? '' : 's'} for ${name}* before the lockout at ${md.date(alert.locked_at)} (from ${ips.size} IP${ips.size === 1 ? '' : 's'})` },
-      { type: 'text', text: lines.join('\n') },
-      { type: 'context', text: `More: \`/audit action:login_failed user:${alert.username}\`` },
+      {
+        type: 'text',
+        text: mrkdwn`*${attempts.length} failed login${attempts.length === 1 ? '' : 's'} for ${name}* before the lockout at ${md.date(alert.locked_at)} (from ${ips.size} IP${ips.size === 1 ? '' : 's'})`,
+      },
+      { type: 'text', text: md.join(lines, '\n') },
+      { type: 'context', text: mrkdwn`More: ${md.code(`/audit action:login_failed user:${alert.username}`)}` },
     ],
   };
 }

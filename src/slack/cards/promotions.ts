@@ -1,6 +1,6 @@
 import type { Masker } from '../../services/masking.js';
 import { PROMOTION_ACTIONS, type HistorySummary, type PromotionView } from '../../services/promotions.js';
-import { md, type Block, type Button, type Message } from '../../ui.js';
+import { md, mrkdwn, type Mrkdwn, type SafeBlock, type SafeMessage } from '../../ui.js';
 
 /** Promotion request cards and messages (issue 4); the service gathers a PromotionView. */
 
@@ -10,37 +10,37 @@ export function clock(d: Date): string {
   return `${iso.slice(11, 16)} UTC (${iso.slice(0, 10)})`;
 }
 
-function who(reviewer: PromotionView['reviewer']): string {
-  if (!reviewer) return 'a since-deleted admin';
-  return reviewer.slackUserId ? `${md.user(reviewer.slackUserId)} (${md.escape(reviewer.username)})` : md.escape(reviewer.username);
+function who(reviewer: PromotionView['reviewer']): Mrkdwn {
+  if (!reviewer) return mrkdwn`a since-deleted admin`;
+  return reviewer.slackUserId ? mrkdwn`${md.user(reviewer.slackUserId)} (${reviewer.username})` : md.text(reviewer.username);
 }
 
 /** "Approved by <@U…> (alice) at 14:02 UTC (…)". */
-export function decisionLine(view: PromotionView): string {
+export function decisionLine(view: PromotionView): Mrkdwn {
   const r = view.request;
   const at = r.reviewed_at ? clock(r.reviewed_at) : '—';
   switch (r.status) {
     case 'approved':
-      return `:white_check_mark: Approved by ${who(view.reviewer)} at ${at}${r.admin_notes ? ` — ${md.escape(r.admin_notes)}` : ''}`;
+      return mrkdwn`:white_check_mark: Approved by ${who(view.reviewer)} at ${at}${r.admin_notes ? mrkdwn` — ${r.admin_notes}` : ''}`;
     case 'rejected':
-      return `:no_entry: Rejected by ${who(view.reviewer)} at ${at} — ${md.escape(r.rejection_reason ?? '')}`;
+      return mrkdwn`:no_entry: Rejected by ${who(view.reviewer)} at ${at} — ${r.rejection_reason ?? ''}`;
     case 'expired':
-      return `:hourglass: Expired at ${at} without a decision`;
+      return mrkdwn`:hourglass: Expired at ${at} without a decision`;
     default:
-      return `:hourglass_flowing_sand: Pending since ${md.date(r.requested_at)}`;
+      return mrkdwn`:hourglass_flowing_sand: Pending since ${md.date(r.requested_at)}`;
   }
 }
 
-/** What a loser of the race, or a stale click, is told. */
+/** What a loser of the race, or a stale click, is told (the text of a ConflictError). */
 export function decidedText(view: PromotionView): string {
   const r = view.request;
   const at = r.reviewed_at ? clock(r.reviewed_at) : 'an unknown time';
   if (r.status === 'expired') return `Request #${r.id} already expired at ${at}; nothing to decide.`;
   if (r.status === 'pending') return `Request #${r.id} is still pending.`;
-  return `Request #${r.id} was already ${r.status} by ${who(view.reviewer)} at ${at}. Nothing was changed.`;
+  return String(mrkdwn`Request #${r.id} was already ${r.status} by ${who(view.reviewer)} at ${at}. Nothing was changed.`);
 }
 
-function historyLine(h: HistorySummary): string {
+function historyLine(h: HistorySummary): Mrkdwn {
   const bits = [
     `${h.failedLogins} failed login${h.failedLogins === 1 ? '' : 's'}${h.lastFailedLogin ? ` (last ${md.date(h.lastFailedLogin)})` : ''}`,
     `${h.lockouts} lockout${h.lockouts === 1 ? '' : 's'}`,
@@ -48,81 +48,83 @@ function historyLine(h: HistorySummary): string {
   ];
   const prev = h.previousRequests ? ` · ${h.previousRequests} earlier request${h.previousRequests === 1 ? '' : 's'} (${h.previousRejected} rejected)` : '';
   const flag = h.lockouts > 0 || h.failedLogins >= 5 ? ':warning: ' : '';
-  return `${flag}Last 30 days: ${bits.join(', ')}${prev}`;
+  // Numbers and dates only: no data from users in this line.
+  return mrkdwn`${flag}Last 30 days: ${bits.join(', ')}${prev}`;
 }
 
 /** The review card (APPROVALS_CHANNEL) and the body of `/promotions show`. */
-export function renderCard(view: PromotionView, masker: Masker, ttlSeconds: number, now = new Date()): Message {
+export function renderCard(view: PromotionView, masker: Masker, ttlSeconds: number, now = new Date()): SafeMessage {
   const { request: r, requester: u } = view;
   const ageDays = u.created_at ? Math.floor((now.getTime() - u.created_at.getTime()) / 86_400_000) : null;
-  const blocks: Block[] = [
+  const blocks: SafeBlock[] = [
     { type: 'header', text: `Promotion request #${r.id}: ${u.username} → admin` },
     {
       type: 'fields',
       fields: [
-        `*Requester*\n${md.escape(u.username)} (${md.escape(masker.email(u.email))})`,
-        `*Role*\n${md.escape(u.role)}`,
-        `*Dispatch area*\n${u.dispatch_area ? md.escape(u.dispatch_area) : '—'}`,
-        `*Account age*\n${ageDays === null ? '—' : `${ageDays} day${ageDays === 1 ? '' : 's'}`}`,
-        `*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
-        `*2FA*\n${u.two_fa_enabled ? 'enabled' : ':warning: not enabled (must enable after promotion)'}`,
-        `*Requested*\n${md.date(r.requested_at)}`,
-        `*Status*\n${r.status}`,
+        mrkdwn`*Requester*\n${u.username} (${masker.email(u.email)})`,
+        mrkdwn`*Role*\n${u.role}`,
+        mrkdwn`*Dispatch area*\n${u.dispatch_area ? u.dispatch_area : '—'}`,
+        mrkdwn`*Account age*\n${ageDays === null ? '—' : `${ageDays} day${ageDays === 1 ? '' : 's'}`}`,
+        mrkdwn`*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
+        mrkdwn`*2FA*\n${u.two_fa_enabled ? 'enabled' : ':warning: not enabled (must enable after promotion)'}`,
+        mrkdwn`*Requested*\n${md.date(r.requested_at)}`,
+        mrkdwn`*Status*\n${r.status}`,
       ],
     },
-    { type: 'text', text: `*Reason*\n>${md.escape(r.reason).replace(/\n/g, '\n>')}` },
-    { type: 'context', text: `${historyLine(view.history)} · Full history: \`/audit timeline ${u.username}\`` },
+    { type: 'text', text: mrkdwn`*Reason*\n${md.quote(r.reason)}` },
+    { type: 'context', text: mrkdwn`${historyLine(view.history)} · Full history: ${md.code(`/audit timeline ${u.username}`)}` },
   ];
   if (r.status === 'pending') {
     const value = JSON.stringify({ r: r.id });
-    const buttons: Button[] = [
-      { text: 'Approve', actionId: PROMOTION_ACTIONS.approve, value, style: 'primary' },
-      { text: 'Reject', actionId: PROMOTION_ACTIONS.reject, value, style: 'danger' },
-    ];
-    blocks.push({ type: 'buttons', buttons });
+    blocks.push({
+      type: 'buttons',
+      buttons: [
+        { text: 'Approve', actionId: PROMOTION_ACTIONS.approve, value, style: 'primary' },
+        { text: 'Reject', actionId: PROMOTION_ACTIONS.reject, value, style: 'danger' },
+      ],
+    });
     const expires = new Date(r.requested_at.getTime() + ttlSeconds * 1000);
-    blocks.push({ type: 'context', text: `Expires ${md.date(expires)} unless decided. The requester cannot decide it.` });
+    blocks.push({ type: 'context', text: mrkdwn`Expires ${md.date(expires)} unless decided. The requester cannot decide it.` });
   } else {
     blocks.push({ type: 'divider' });
     blocks.push({ type: 'text', text: decisionLine(view) });
     if (r.status === 'approved' && !view.requester.two_fa_enabled) {
       blocks.push({
         type: 'context',
-        text: `:warning: ${md.escape(u.username)} has no 2FA yet: admin accounts must enable it. They stay in the admins-without-2FA digest until they do.`,
+        text: mrkdwn`:warning: ${u.username} has no 2FA yet: admin accounts must enable it. They stay in the admins-without-2FA digest until they do.`,
       });
     }
   }
   const fallback =
     r.status === 'pending'
-      ? `Promotion request #${r.id}: ${u.username} (${u.role}) asks to become admin`
-      : `Promotion request #${r.id} (${u.username}): ${r.status}`;
+      ? mrkdwn`Promotion request #${r.id}: ${u.username} (${u.role}) asks to become admin`
+      : mrkdwn`Promotion request #${r.id} (${u.username}): ${r.status}`;
   return { text: fallback, blocks };
 }
 
 /** The DM the requester gets when their request is decided or expires. */
-export function decisionDm(view: PromotionView): Message {
+export function decisionDm(view: PromotionView): SafeMessage {
   const r = view.request;
-  const lines: string[] = [];
+  const lines: Mrkdwn[] = [];
   switch (r.status) {
     case 'approved':
-      lines.push(`:tada: Your request to become an admin (#${r.id}) was *approved* by ${who(view.reviewer)}.`);
-      if (r.admin_notes) lines.push(`Notes: ${md.escape(r.admin_notes)}`);
+      lines.push(mrkdwn`:tada: Your request to become an admin (#${r.id}) was *approved* by ${who(view.reviewer)}.`);
+      if (r.admin_notes) lines.push(mrkdwn`Notes: ${r.admin_notes}`);
       if (!view.requester.two_fa_enabled) {
         lines.push(
-          ':warning: Admin accounts must have two-factor authentication. Enable it now in the application (Profile → Enable Two-Factor Authentication); until you do you are listed in the admins-without-2FA digest.',
+          mrkdwn`:warning: Admin accounts must have two-factor authentication. Enable it now in the application (Profile → Enable Two-Factor Authentication); until you do you are listed in the admins-without-2FA digest.`,
         );
       }
       break;
     case 'rejected':
-      lines.push(`Your request to become an admin (#${r.id}) was *rejected* by ${who(view.reviewer)}.`);
-      lines.push(`Reason: ${md.escape(r.rejection_reason ?? '')}`);
+      lines.push(mrkdwn`Your request to become an admin (#${r.id}) was *rejected* by ${who(view.reviewer)}.`);
+      lines.push(mrkdwn`Reason: ${r.rejection_reason ?? ''}`);
       break;
     case 'expired':
-      lines.push(`Your request to become an admin (#${r.id}) expired without a decision. You can ask again with \`/promotions request REASON\`.`);
+      lines.push(mrkdwn`Your request to become an admin (#${r.id}) expired without a decision. You can ask again with ${md.code('/promotions request REASON')}.`);
       break;
     default:
-      lines.push(`Your request #${r.id} is pending.`);
+      lines.push(mrkdwn`Your request #${r.id} is pending.`);
   }
-  return { text: lines.join('\n') };
+  return { text: md.join(lines, '\n') };
 }
-

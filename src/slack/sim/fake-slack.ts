@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { checkBlocks, checkView, invalidBlocks } from './block-kit-rules.js';
 
 /**
  * A local stand-in for Slack's Web API and response URLs. It records every call so tests
@@ -178,6 +179,11 @@ export class FakeSlack {
 
     if (url.pathname.startsWith('/response/')) {
       const args = JSON.parse(raw.toString() || '{}');
+      const errors = checkBlocks(args.blocks, 'message');
+      if (errors.length) {
+        this.record({ method: 'response_url!invalid', args, at: Date.now(), responseId: url.pathname.split('/')[2], result: invalidBlocks(errors) });
+        return send(200, invalidBlocks(errors));
+      }
       this.record({ method: 'response_url', args, at: Date.now(), responseId: url.pathname.split('/')[2] });
       return send(200, { ok: true });
     }
@@ -250,6 +256,8 @@ export class FakeSlack {
       this.lastTsMicros = Math.max(this.lastTsMicros + 1, Date.now() * 1000);
       return `${Math.floor(this.lastTsMicros / 1e6)}.${String(this.lastTsMicros % 1e6).padStart(6, '0')}`;
     };
+    const refused = this.checkPayload(method, args);
+    if (refused) return refused;
     const conversation = this.checkConversation(method, args);
     if (conversation) return conversation;
     switch (method) {
@@ -332,6 +340,21 @@ export class FakeSlack {
       default:
         return { ok: true };
     }
+  }
+
+  /** What Slack refuses in a payload's blocks or view (`invalid_blocks` with its errors). */
+  private checkPayload(method: string, args: Record<string, any>): Record<string, unknown> | undefined {
+    if (['chat.postMessage', 'chat.update', 'chat.postEphemeral'].includes(method)) {
+      const blocks = typeof args.blocks === 'string' ? safeJson(args.blocks) : args.blocks;
+      const errors = checkBlocks(blocks, 'message');
+      if (errors.length) return invalidBlocks(errors);
+    }
+    if (['views.open', 'views.update', 'views.push', 'views.publish'].includes(method)) {
+      const view = typeof args.view === 'string' ? safeJson(args.view) : args.view;
+      const errors = checkView(view);
+      if (errors.length) return { ok: false, error: 'invalid_arguments', response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) } };
+    }
+    return undefined;
   }
 
   /** Slack's answers for conversations the bot cannot see (opt-in per test). */
