@@ -114,6 +114,7 @@ export const textOf = (t: Text): string => (t instanceof Mrkdwn ? t.text : t);
 
 // C0/C1 controls (line breaks handled apart), and the bidirectional controls that let a
 // value reorder the text around it on screen (RTL override / isolate, marks).
+// eslint-disable-next-line no-control-regex -- removing control characters is the point
 const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/g;
 const BIDI = /[\u200E\u200F\u202A-\u202E\u2066-\u2069\u061C]/g;
 const LINE_BREAKS = /\r\n|[\r\n\u2028\u2029\u0085]/g;
