@@ -10,6 +10,7 @@ import { createServices, type Services } from './services/index.js';
 import type { Mailer } from './services/mailer.js';
 import { createSlackApp } from './slack/app.js';
 import { SlackChat, SlackProfileDirectory } from './slack/chat-port.js';
+import type { ErrorReplyObserver } from './slack/router.js';
 import { openStore, type Store } from './store/index.js';
 
 /**
@@ -34,6 +35,8 @@ export interface StartOptions {
   /** Run the scheduled jobs (off in tests that drive jobs by hand). */
   jobs?: boolean;
   socketMode?: boolean;
+  /** Told of every error answer to a command or click (the console's exit codes). */
+  onErrorReply?: ErrorReplyObserver;
 }
 
 export async function startWarden(opts: StartOptions): Promise<Warden> {
@@ -72,7 +75,7 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
     directory: opts.directory ?? new SlackProfileDirectory(client),
     mailer: opts.mailer,
   });
-  const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode });
+  const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply });
   const server = opts.socketMode ? await app.start() : await app.start(config.PORT);
   const address = (server as any)?.address?.();
   const port = typeof address === 'object' && address ? address.port : config.PORT;

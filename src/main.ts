@@ -1,6 +1,7 @@
 import { ConfigError, describeConfig, loadConfig, loadDotEnv, slackProblems } from './config.js';
 import { createLogger } from './logger.js';
 import { startWarden } from './bootstrap.js';
+import { acquireDataDirLock, describeHolder, type DataDirLock } from './db/data-dir-lock.js';
 
 /** `npm start`: the bot, in Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT. */
 async function main() {
@@ -25,12 +26,28 @@ async function main() {
     );
     process.exit(2);
   }
+  // The embedded database has one writer: a console (or a second npm start) on the same
+  // directory would silently lose one side's changes.
+  let lock: DataDirLock | undefined;
+  if (!config.DATABASE_URL) {
+    const taken = acquireDataDirLock(config.WARDEN_DATA_DIR, 'npm start');
+    if (!taken.ok) {
+      console.error(
+        `Warden cannot start: the embedded database ${config.WARDEN_DATA_DIR} is in use by ${describeHolder(taken.holder)}.\n` +
+          `Stop it first, or set WARDEN_DATA_DIR (or DATABASE_URL) for this process. (If no such process is running, delete ${taken.file}.)`,
+      );
+      process.exit(2);
+    }
+    lock = taken.lock;
+    process.on('exit', () => lock?.release());
+  }
   const logger = createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT });
   logger.info({ envFile: envFile ?? null, config: describeConfig(config) }, 'settings');
   const warden = await startWarden({ config, logger, socketMode: !!config.SLACK_APP_TOKEN });
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
     await warden.stop();
+    lock?.release();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -11,12 +11,18 @@ import type { SlackProfile } from '../slack/sim/fake-slack.js';
 
 export const DEMO_DOMAIN = 'demo.traitortrack.example';
 
-/** The Slack people of the console, and the account each one is linked to by e-mail. */
-export const DEMO_SLACK_USERS: (SlackProfile & { note: string })[] = [
+export type ConsolePerson = SlackProfile & { note: string };
+
+/**
+ * The Slack people of the console, and the account each one is linked to (by e-mail, a
+ * month ago: old enough for the 2FA recovery's Slack-code check and for every cool-down).
+ */
+export const DEMO_SLACK_USERS: ConsolePerson[] = [
   { id: 'U_ADMIN', name: 'alice', email: `alice@${DEMO_DOMAIN}`, note: 'admin with 2FA (type `totp` for her code)' },
   { id: 'U_ADMIN2', name: 'carol', email: `carol@${DEMO_DOMAIN}`, note: 'second admin with 2FA (four eyes)' },
+  { id: 'U_ADMIN3', name: 'dana', email: `dana@${DEMO_DOMAIN}`, note: 'third admin with 2FA' },
   { id: 'U_BOB', name: 'bob', email: `bob@${DEMO_DOMAIN}`, note: 'admin without 2FA' },
-  { id: 'U_DISPATCH', name: 'dave', email: `dave@${DEMO_DOMAIN}`, note: 'dispatcher in lucknow' },
+  { id: 'U_DISPATCH', name: 'dave', email: `dave@${DEMO_DOMAIN}`, note: 'dispatcher in lucknow, with 2FA (lost his phone? /2fa recover dave)' },
   { id: 'U_BILLER', name: 'erin', email: `erin@${DEMO_DOMAIN}`, note: 'biller' },
   { id: 'U_STRANGER', name: 'mallory', email: 'mallory@elsewhere.example', note: 'not linked to any account' },
 ];
@@ -67,8 +73,9 @@ export async function seedDemoData(db: Db): Promise<void> {
 
     await insertUser({ username: 'alice', role: 'admin', twoFa: true, daysOld: 700 });
     await insertUser({ username: 'carol', role: 'admin', twoFa: true, daysOld: 500 });
+    await insertUser({ username: 'dana', role: 'admin', twoFa: true, daysOld: 400 });
     await insertUser({ username: 'bob', role: 'admin', twoFa: false, daysOld: 40 });
-    const dave = await insertUser({ username: 'dave', role: 'dispatcher', area: 'lucknow', daysOld: 300 });
+    const dave = await insertUser({ username: 'dave', role: 'dispatcher', area: 'lucknow', twoFa: true, daysOld: 300 });
     const erin = await insertUser({ username: 'erin', role: 'biller', daysOld: 250 });
     const ravi = await insertUser({ username: 'ravi.k', role: 'dispatcher', area: 'indore', daysOld: 120 });
 
@@ -88,6 +95,15 @@ export async function seedDemoData(db: Db): Promise<void> {
           });
         }
       }
+    }
+
+    // The console's Slack users were linked by e-mail a month ago, as if they had used Warden since.
+    for (const p of DEMO_SLACK_USERS) {
+      await q.query(
+        `INSERT INTO warden_slack_link (slack_team_id, slack_user_id, user_id, method, created_at)
+         SELECT 'T_WARDEN', $1, id, 'email', now() - interval '30 days' FROM "user" WHERE lower(email) = lower($2)`,
+        [p.id, p.email ?? ''],
+      );
     }
 
     // ravi.k locked himself out a few minutes ago: the guide's 5 failures → 30-minute lock.

@@ -43,7 +43,27 @@ const EMOJI: Record<string, string> = {
   arrow_up: '⬆️',
   arrow_down: '⬇️',
   arrow_right: '➡️',
+  hourglass_flowing_sand: '⏳',
+  closed_lock_with_key: '🔐',
+  raising_hand: '🙋',
+  link: '🔗',
+  information_source: 'ℹ️',
+  heavy_multiplication_x: '✖️',
+  page_facing_up: '📄',
+  large_orange_circle: '🟠',
+  inbox_tray: '📥',
+  grey_question: '❔',
+  envelope: '✉️',
+  broom: '🧹',
+  arrow_upper_right: '↗️',
+  arrow_lower_right: '↘️',
+  alarm_clock: '⏰',
 };
+
+/** A shortcode the table lacks is shown as its words (`:raising_hand:` → "raising hand"), never raw. */
+export function emoji(name: string): string {
+  return EMOJI[name] ?? name.replace(/_/g, ' ');
+}
 
 export class ConsoleRenderer {
   readonly buttons: NumberedButton[] = [];
@@ -54,6 +74,9 @@ export class ConsoleRenderer {
 
   private bold = (s: string) => (this.color ? `\x1b[1m${s}\x1b[22m` : s);
   private dim = (s: string) => (this.color ? `\x1b[2m${s}\x1b[22m` : s);
+  private italic = (s: string) => (this.color ? `\x1b[3m${s}\x1b[23m` : s);
+  /** What each message looked like when last printed (by channel and ts), for one-line diffs. */
+  private shown = new Map<string, string[]>();
 
   mrkdwn(text: string): string {
     return text
@@ -61,8 +84,9 @@ export class ConsoleRenderer {
       .replace(/<#([A-Z0-9_]+)(\|[^>]*)?>/g, (_m, id) => `#${id}`)
       .replace(/<(https?:[^|>]+)\|([^>]+)>/g, '$2 ($1)')
       .replace(/<(https?:[^>]+)>/g, '$1')
-      .replace(/:([a-z_]+):/g, (m, name) => EMOJI[name] ?? m)
+      .replace(/(^|[^\w:/]):([a-z0-9_+-]+):(?=$|[^\w:])/g, (_m, pre, name) => `${pre}${emoji(name)}`)
       .replace(/(^|[\s(])\*([^*\n]+)\*/g, (_m, pre, s) => `${pre}${this.bold(s)}`)
+      .replace(/(^|[\s(])_([^_\n]+)_(?=$|[\s).,:;!?])/g, (_m, pre, s) => `${pre}${this.italic(s)}`)
       .replace(/&lt;/g, '<')
       .replace(/&gt;/g, '>')
       .replace(/&amp;/g, '&');
@@ -94,16 +118,12 @@ export class ConsoleRenderer {
           const parts: string[] = [];
           for (const el of b.elements ?? []) {
             if (el.type !== 'button') continue;
-            const n = this.buttons.length + 1;
-            this.buttons.push({
-              n,
-              text: el.text?.text ?? '',
-              actionId: el.action_id,
-              value: el.value ?? '',
-              url: el.url,
-              channel,
-              message: { ts, text: payload.text, blocks },
-            });
+            // The same button on an updated message keeps its number (and points at the new message).
+            const same = ts ? this.buttons.find((x) => x.channel === channel && x.message.ts === ts && x.actionId === el.action_id && x.value === (el.value ?? '')) : undefined;
+            const n = same?.n ?? this.buttons.length + 1;
+            const entry = { n, text: el.text?.text ?? '', actionId: el.action_id, value: el.value ?? '', url: el.url, channel, message: { ts, text: payload.text, blocks } };
+            if (same) this.buttons[n - 1] = entry;
+            else this.buttons.push(entry);
             parts.push(`[${n}] ${el.text?.text ?? ''}${el.url ? ` → ${el.url}` : ''}`);
           }
           lines.push(this.bold(parts.join('   ')));
@@ -116,19 +136,45 @@ export class ConsoleRenderer {
     return lines.join('\n');
   }
 
+  private first(title: string, payload: { text?: string; blocks?: any[] }, channel: string, ts?: string): string {
+    const body = this.message(payload, channel, ts);
+    if (ts) this.shown.set(`${channel}:${ts}`, body.split('\n'));
+    return `${title}\n${body}`;
+  }
+
+  /**
+   * An updated message: printed whole the first time, then only what changed on one line
+   * (`old → new`), and not at all when nothing visible changed (a card refreshed each minute).
+   */
+  private update(title: string, payload: { text?: string; blocks?: any[] }, channel: string, ts: string): string | undefined {
+    const key = `${channel}:${ts}`;
+    const lines = this.message(payload, channel, ts).split('\n');
+    const before = this.shown.get(key);
+    this.shown.set(key, lines);
+    if (!before) return `${this.dim(title)}\n${lines.join('\n')}`;
+    const removed = before.filter((l) => l.trim() && !lines.includes(l));
+    const added = lines.filter((l) => l.trim() && !before.includes(l));
+    if (!removed.length && !added.length) return undefined;
+    if (removed.length + added.length > 6) return `${this.dim(title)}\n${lines.join('\n')}`;
+    const one = (xs: string[]) => xs.map((l) => l.trim()).join(' · ');
+    const change = removed.length && added.length ? `${one(removed)} → ${one(added)}` : added.length ? `+ ${one(added)}` : `− ${one(removed)}`;
+    return `${this.dim(`${title}:`)} ${change}`;
+  }
+
   /** One captured Web API call as a titled block of text (or undefined when not shown). */
-  call(c: CapturedCall, _actingUser: string): string | undefined {
+  call(c: CapturedCall, replaces?: { channel: string; ts: string }): string | undefined {
     const a = c.args;
     const channelName = (id: string) => (id?.startsWith('D_') ? `DM to @${this.names.get(id.slice(2)) ?? id.slice(2)}` : `#${id}`);
     switch (c.method) {
       case 'response_url': {
+        if (a.replace_original && replaces) return this.update(`message updated in place`, a, replaces.channel, replaces.ts);
         const where = a.replace_original ? '(updated in place)' : a.response_type === 'in_channel' ? '(in channel)' : '(only you can see this)';
-        return `${this.dim(where)}\n${this.message(a, 'C_CONSOLE', `resp.${c.responseId}`)}`;
+        return this.first(this.dim(where), a, 'C_CONSOLE', `resp.${c.responseId}`);
       }
       case 'chat.postMessage':
-        return `${this.dim(`posted to ${channelName(a.channel)}${a.thread_ts ? ' (in thread)' : ''}`)}\n${this.message(a, a.channel, c.result?.ts)}`;
+        return this.first(this.dim(`posted to ${channelName(a.channel)}${a.thread_ts ? ' (in thread)' : ''}`), a, a.channel, c.result?.ts);
       case 'chat.update':
-        return `${this.dim(`message in ${channelName(a.channel)} updated`)}\n${this.message(a, a.channel, a.ts)}`;
+        return this.update(`message in ${channelName(a.channel)} updated`, a, a.channel, a.ts);
       case 'chat.postEphemeral':
         return `${this.dim(`only @${this.names.get(a.user) ?? a.user} can see this, in ${channelName(a.channel)}`)}\n${this.message(a, a.channel)}`;
       case 'views.publish':

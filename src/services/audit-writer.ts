@@ -24,6 +24,7 @@ export function actorDetails(actor: Actor): Record<string, unknown> {
     slack_user: actor.slack.userId,
     slack_team: actor.slack.teamId,
     ...(actor.slack.channelId ? { slack_channel: actor.slack.channelId } : {}),
+    ...(actor.slack.origin ?? {}),
   };
 }
 

@@ -7,6 +7,8 @@ export interface SlackIdentity {
   userId: string;
   teamId: string;
   channelId?: string;
+  /** Set by the console (demo and break-glass): audited as `source: console` with the OS user. */
+  origin?: { source: 'console'; os_user: string };
 }
 
 /** An application account acting through Slack. */

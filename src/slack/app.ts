@@ -6,7 +6,7 @@ import { pendingMigrations } from '../db/migrate.js';
 import type { Logger } from '../logger.js';
 import type { Services } from '../services/index.js';
 import { registerHome } from './home.js';
-import { registerRoutes } from './router.js';
+import { registerRoutes, type ErrorReplyObserver } from './router.js';
 
 /** Bolt's Logger interface over pino, so Bolt's own lines get the same redaction. */
 export function boltLogger(logger: Logger): BoltLogger {
@@ -65,6 +65,7 @@ export interface SlackAppOptions {
   interactionModules: InteractionModule[];
   /** Socket Mode instead of HTTP (SLACK_APP_TOKEN set). */
   socketMode?: boolean;
+  onErrorReply?: ErrorReplyObserver;
 }
 
 /**
@@ -107,7 +108,7 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
     logger: bLogger,
     clientOptions: { slackApiUrl: config.SLACK_API_URL },
   });
-  registerRoutes(app, { services, commands: opts.commands, interactionModules: opts.interactionModules, logger });
+  registerRoutes(app, { services, commands: opts.commands, interactionModules: opts.interactionModules, logger, onErrorReply: opts.onErrorReply });
   registerHome(app, services, logger);
   app.error(async (error) => {
     logger.error({ err: error }, 'unhandled Bolt error');

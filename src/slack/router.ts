@@ -44,7 +44,12 @@ export interface RouterDeps {
   commands: CommandModule[];
   interactionModules: InteractionModule[];
   logger: Logger;
+  /** Told of every error answer (the console's scripted runs exit non-zero on one). */
+  onErrorReply?: ErrorReplyObserver;
 }
+
+/** Who got an error answer, and through which response_url (absent for modal field errors). */
+export type ErrorReplyObserver = (e: { userId: string; responseUrl?: string; kind: 'user' | 'failure' }) => void;
 
 export function registerRoutes(app: App, deps: RouterDeps): void {
   const { services, logger } = deps;
@@ -92,7 +97,8 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     return { text: `:x: Sorry, something went wrong on our side (ref \`${ref}\`). The error has been logged.` };
   };
 
-  const errorMessage = (e: unknown, where: string): Message => {
+  const errorMessage = (e: unknown, where: string, to: { userId: string; responseUrl?: string }): Message => {
+    deps.onErrorReply?.({ ...to, kind: e instanceof UserError ? 'user' : 'failure' });
     const f = fail(e, where);
     return { text: f.usage ? `${f.text}\nUsage: ${f.usage}` : f.text };
   };
@@ -134,7 +140,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       });
     } catch (e) {
       if (!(await first)) return;
-      await (respond as Respond)({ response_type: 'ephemeral', ...messagePayload(errorMessage(e, mod.command)) }).catch(
+      await (respond as Respond)({ response_type: 'ephemeral', ...messagePayload(errorMessage(e, mod.command, { userId: command.user_id, responseUrl: command.response_url })) }).catch(
         (err) => logger.error({ err }, 'could not deliver an error reply'),
       );
     }
@@ -176,7 +182,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       await (respond as Respond)({
         response_type: 'ephemeral',
         replace_original: false,
-        ...messagePayload(errorMessage(e, actionId)),
+        ...messagePayload(errorMessage(e, actionId, { userId: b.user.id, responseUrl: b.response_url })),
       }).catch((err) => logger.error({ err }, 'could not deliver an error reply'));
     }
   });

@@ -25,16 +25,7 @@ const alertPosts = () => t.fake.callsTo('chat.postMessage').filter((c) => c.args
 /** Slack's Events API request for a user opening the Home tab. */
 async function openHome(user: string) {
   const since = t.fake.calls.length;
-  const body = JSON.stringify({
-    token: 'unused',
-    team_id: 'T_WARDEN',
-    api_app_id: 'A_WARDEN',
-    type: 'event_callback',
-    event_id: `Ev${Date.now()}${Math.random().toString(36).slice(2, 8)}`,
-    event_time: Math.floor(Date.now() / 1000),
-    event: { type: 'app_home_opened', user, channel: `D_${user}`, tab: 'home', event_ts: `${Date.now() / 1000}` },
-  });
-  const answer = await t.driver.postSigned(body, { 'content-type': 'application/json' });
+  const answer = await t.driver.homeOpened(user);
   expect(answer.status).toBe(200);
   const call = await t.fake.waitFor((c) => c.method === 'views.publish' && c.args.user_id === user, 10_000, since);
   return { view: call.args.view, text: textOf({ blocks: call.args.view.blocks }) };

@@ -165,6 +165,20 @@ export class SlackDriver {
     return { answer, ack: answer.body ? safeJson(answer.body) : null, since };
   }
 
+  /** Slack's Events API request for a user opening the App Home tab. */
+  async homeOpened(user: string): Promise<HttpAnswer> {
+    const body = JSON.stringify({
+      token: 'unused',
+      team_id: this.teamId,
+      api_app_id: 'A_WARDEN',
+      type: 'event_callback',
+      event_id: `Ev${Date.now()}${crypto.randomBytes(3).toString('hex')}`,
+      event_time: Math.floor(Date.now() / 1000),
+      event: { type: 'app_home_opened', user, channel: `D_${user}`, tab: 'home', event_ts: `${Date.now() / 1000}` },
+    });
+    return this.postSigned(body, { 'content-type': 'application/json' });
+  }
+
   /** Waits for what Warden sent back for an interaction: its response_url post or the modal it opened. */
   async reply(i: Interaction, timeoutMs = 10_000): Promise<CapturedCall> {
     return this.opts.fake.waitFor(
