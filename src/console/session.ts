@@ -210,7 +210,8 @@ export class Session {
           : `There is no ${command} command.${hint ? ` Did you mean ${hint}${line.slice(command.length)}?` : ''} Commands: ${this.hub.commandNames.join(', ')}.`,
       );
     }
-    this.out(`\n${this.actingAs}> ${line}`);
+    // At the prompt the line is already on screen; scripted output says who typed what.
+    if (!this.opts.ask) this.out(`\n${this.actingAs}> ${line}`);
     const text = this.mentions(line);
     await this.handleReply(await this.settle(this.own(await this.hub.driver.command(this.actingAs, text))));
   }
@@ -314,7 +315,9 @@ export class Session {
   /** Shows a modal Warden opened and asks its fields at prompts, until it is accepted or cancelled. */
   private async fillModal(view: any): Promise<void> {
     const r = this.renderer;
-    this.cursor = this.hub.fake.calls.length;
+    // What Warden sent meanwhile (e.g. a code by Slack DM the form asks for) comes first.
+    await new Promise((res) => setTimeout(res, 300));
+    this.flush();
     this.out(`\n┌─ ${view.title?.text ?? 'Form'} ─`);
     for (const b of view.blocks ?? []) if (b.type === 'section' && b.text) this.out(`│ ${r.mrkdwn(b.text.text).replace(/\n/g, '\n│ ')}`);
     const ask = this.opts.ask;
@@ -329,7 +332,7 @@ export class Session {
     const formHelp = () =>
       this.out(
         '│ Answer each field and press Enter (Enter alone keeps the [default] or leaves an optional field empty).\n' +
-          '│ `totp` shows your 2FA code · `cancel` leaves the form · `help` this text',
+          '│ `totp` shows your 2FA code · `mail` the e-mails Warden sent · `cancel` leaves the form · `help` this text',
       );
     for (;;) {
       for (const b of pending) {
@@ -358,6 +361,10 @@ export class Session {
           }
           if (cmd === 'totp') {
             this.out(`│ ${await this.totp()}`);
+            continue;
+          }
+          if (cmd === 'mail') {
+            this.showMail(false);
             continue;
           }
           if (el.type === 'plain_text_input') {
