@@ -350,7 +350,8 @@ export class Session {
           } else {
             const opts = el.options ?? [];
             opts.forEach((o: any, idx: number) => this.out(`│   ${idx + 1}. ${o.text.text}`));
-            answer = (await ask(`│ ${label}${el.type === 'checkboxes' ? ' (numbers, comma-separated)' : ' (number)'}: `)).trim();
+            const initial = el.initial_option ? ` [${el.initial_option.text?.text ?? el.initial_option.value}]` : '';
+            answer = (await ask(`│ ${label}${el.type === 'checkboxes' ? ' (numbers, comma-separated)' : ' (number)'}${initial}: `)).trim();
           }
           // Console words are never taken as the answer (a code field would count them as a wrong code).
           const cmd = answer.toLowerCase();
@@ -368,7 +369,8 @@ export class Session {
             continue;
           }
           if (el.type === 'plain_text_input') {
-            if (isCode && !/^\d{6}$/.test(answer.replace(/\s+/g, ''))) {
+            // An optional code field may stay empty (not every change needs step-up); anything else must be 6 digits.
+            if (isCode && (answer || !b.optional) && !/^\d{6}$/.test(answer.replace(/\s+/g, ''))) {
               this.out('│ ✗ Enter the 6-digit code of your authenticator app (type `totp` to see it, `cancel` to leave).');
               continue;
             }
