@@ -41,7 +41,7 @@ export async function runDemoConsole(opts: { config: Config; args: ConsoleArgs; 
     // A local mail catcher unless a real mail service is configured.
     if (!config.EMAIL_API_URL) mail = await new MailCatcher().start();
     app = await startConsoleApp({
-      env: { ...process.env, PASSWORD_RESET_URL: process.env.PASSWORD_RESET_URL ?? 'https://traitortrack.example/reset' },
+      env: { ...process.env, PASSWORD_RESET_URL: process.env.PASSWORD_RESET_URL || 'https://traitortrack.example/reset' },
       db,
       people: DEMO_SLACK_USERS,
       jobs: !scripted,
