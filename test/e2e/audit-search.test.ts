@@ -247,3 +247,30 @@ describe('/audit authorization and forged buttons', () => {
     }
   });
 });
+
+describe('paging against a fake that refuses what Slack refuses (issue 11)', () => {
+  it('clicks Next through three pages and Previous back, every reply accepted', async () => {
+    for (let i = 0; i < 45; i++) await ins({ ts: ago(5 + i), action: 'paging_probe', details: { n: i } });
+    const seen: string[] = [];
+    const first = await run('/audit action:paging_probe');
+    expect(first.text).toContain('45 entries match');
+    seen.push(first.text);
+    let page = first.reply;
+    for (const n of [2, 3]) {
+      const next = buttonsOf(page.args.blocks).find((b) => b.text.includes('Next'))!;
+      page = await t.driver.reply(await t.driver.click('U_ALICE', next));
+      expect(page.method, `page ${n}`).toBe('response_url');
+      expect(page.args.replace_original).toBe(true);
+      const ids = buttonsOf(page.args.blocks).map((b) => b.actionId);
+      seen.push(textOf(page.args));
+      if (n === 2) expect(ids).toEqual(expect.arrayContaining(['audit:page', 'audit:page:prev']));
+    }
+    expect(seen[2]).toContain('n=4');
+    expect(new Set(seen).size).toBe(3);
+    // No Slack call was refused on the way.
+    expect(t.fake.calls.filter((c) => c.method.endsWith('!invalid') || (c.result as any)?.error === 'invalid_blocks')).toEqual([]);
+    const prev = buttonsOf(page.args.blocks).find((b) => b.text.includes('Previous'))!;
+    const back = await t.driver.reply(await t.driver.click('U_ALICE', prev));
+    expect(textOf(back.args)).toBe(seen[1]);
+  });
+});

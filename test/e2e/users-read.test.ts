@@ -153,3 +153,26 @@ describe('usernames typed in another case', () => {
     expect(textOf(ambiguous.args)).toContain('matches several accounts that differ only in upper/lower case');
   });
 });
+
+describe('paging against a fake that refuses what Slack refuses (issue 11)', () => {
+  it('clicks Next through three pages and Previous back, every reply accepted', async () => {
+    for (let i = 0; i < 45; i++) await createUser(db, { username: `pager${String(i).padStart(2, '0')}`, role: 'dispatcher', area: 'paging' });
+    const first = await t.driver.reply(await t.driver.command('U_ALICE', '/users list area:paging'));
+    const pages = [textOf(first.args)];
+    expect(pages[0]).toContain('45 users* match');
+    let page = first;
+    for (const n of [2, 3]) {
+      const next = buttonsOf(page.args.blocks).find((b) => b.text.includes('Next'))!;
+      page = await t.driver.reply(await t.driver.click('U_ALICE', { actionId: next.actionId, value: next.value }));
+      expect(page.method, `page ${n}`).toBe('response_url');
+      pages.push(textOf(page.args));
+    }
+    expect(pages[1]).toContain('pager20');
+    expect(pages[2]).toContain('pager44');
+    expect(pages[2]).not.toContain('pager39');
+    expect(t.fake.calls.filter((c) => c.method.endsWith('!invalid'))).toEqual([]);
+    const prev = buttonsOf(page.args.blocks).find((b) => b.text.includes('Previous'))!;
+    const back = await t.driver.reply(await t.driver.click('U_ALICE', { actionId: prev.actionId, value: prev.value }));
+    expect(textOf(back.args)).toBe(pages[1]);
+  });
+});

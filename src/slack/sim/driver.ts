@@ -182,7 +182,10 @@ export class SlackDriver {
   /** Waits for what Warden sent back for an interaction: its response_url post or the modal it opened. */
   async reply(i: Interaction, timeoutMs = 10_000): Promise<CapturedCall> {
     return this.opts.fake.waitFor(
-      (c) => (c.method === 'response_url' && c.responseId === i.responseId) || (c.method === 'views.open' && c.args.trigger_id === i.triggerId),
+      (c) =>
+        // A reply the fake refused (invalid_blocks) is returned too, so a test sees why at once.
+        ((c.method === 'response_url' || c.method === 'response_url!invalid') && c.responseId === i.responseId) ||
+        (c.method === 'views.open' && c.args.trigger_id === i.triggerId),
       timeoutMs,
       i.since,
     );
