@@ -75,6 +75,7 @@ function assertSafe(kind: string, message: Message) {
     expect(mentions, `${kind}: ${t.slice(0, 200)}`).toEqual([]);
   }
   for (const t of allTexts(payload)) {
+    // eslint-disable-next-line no-control-regex -- looking for control characters is the point
     expect(t, kind).not.toMatch(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/);
     expect(t, kind).not.toContain(SECRET);
   }
