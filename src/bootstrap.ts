@@ -5,6 +5,7 @@ import { openDb, type Db } from './db/index.js';
 import { migrate } from './db/migrate.js';
 import { startJobs } from './jobs/index.js';
 import type { Logger } from './logger.js';
+import { Metrics } from './metrics.js';
 import type { SlackDirectory } from './services/identity.js';
 import { createServices, type Services } from './services/index.js';
 import type { Mailer } from './services/mailer.js';
@@ -65,17 +66,19 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
     // Failures are logged by the outbox (pino, with the retry plan), not by the client.
     logLevel: webApi.LogLevel.ERROR,
   });
+  const metrics = new Metrics({ db });
   const services = createServices({
     config,
     db,
     store,
     logger,
     chat: new SlackChat(client),
-    alertChat: new SlackChat(alertClient),
+    alertChat: metrics.countDeliveries(new SlackChat(alertClient)),
     directory: opts.directory ?? new SlackProfileDirectory(client),
     mailer: opts.mailer,
   });
-  const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply });
+  metrics.observeStepUp(services.stepUp);
+  const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply, metrics });
   const server = opts.socketMode ? await app.start() : await app.start(config.PORT);
   const address = (server as any)?.address?.();
   const port = typeof address === 'object' && address ? address.port : config.PORT;

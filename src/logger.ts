@@ -1,4 +1,5 @@
-import pino, { type Logger as PinoLogger } from 'pino';
+import { createRequire } from 'node:module';
+import pino, { type DestinationStream, type Logger as PinoLogger } from 'pino';
 
 export type Logger = PinoLogger;
 
@@ -19,7 +20,6 @@ const SECRET_KEYS = [
   'totp_secret',
   'totpSecret',
   'totp',
-  'code',
   'secret',
   'password_reset_token',
   'reset_token',
@@ -36,12 +36,57 @@ const SECRET_KEYS = [
 
 export const redactPaths = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
 
-export function createLogger(opts: { level?: string; format?: 'json' | 'pretty'; name?: string } = {}): Logger {
-  const pretty = opts.format ? opts.format === 'pretty' : process.stdout.isTTY && process.env.NODE_ENV !== 'production';
-  return pino({
+/**
+ * Secrets recognised by their shape, wherever they appear in a line (an error message, a URL,
+ * a nested object): key names cannot tell them apart from harmless values. `code` is one such
+ * key: `err.code` (ECONNREFUSED, SQLSTATE 23505, Slack's error codes) must stay readable, a
+ * TOTP or e-mail code (6 or 8 digits) must not.
+ */
+const SECRET_SHAPES: [RegExp, string][] = [
+  [/\bxox[abposre]-[A-Za-z0-9-]{6,}/g, 'xox-[redacted]'],
+  [/\bxapp-[A-Za-z0-9-]{6,}/g, 'xapp-[redacted]'],
+  [/\bSG\.[\w-]{8,}\.[\w-]{8,}/g, 'SG.[redacted]'],
+  [/(Bearer\s+)[A-Za-z0-9._~+/=-]{8,}/gi, '$1[redacted]'],
+  // user:password@ in any URL (postgres://, redis://, https://)
+  [/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"]*:)[^\s@"/]+@/gi, '$1[redacted]@'],
+  [/("(?:code|otp|totpCode|totp_code)"\s*:\s*")\s*(?:\d\s?){5,7}\d\s*"/gi, '$1[redacted]"'],
+];
+
+export function redactShapes(line: string): string {
+  let out = line;
+  for (const [re, repl] of SECRET_SHAPES) out = out.replace(re, repl);
+  return out;
+}
+
+/** pino-pretty is a development dependency: the production image does not ship it. */
+function prettyAvailable(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function createLogger(
+  opts: {
+    level?: string;
+    format?: 'json' | 'pretty';
+    name?: string;
+    /** JSON lines to this stream instead of stdout (tests read the lines). */
+    destination?: DestinationStream;
+  } = {},
+): Logger {
+  const base = {
     name: opts.name ?? 'warden',
     level: opts.level ?? 'info',
     redact: { paths: redactPaths, censor: '[redacted]' },
+    hooks: { streamWrite: redactShapes },
+  };
+  if (opts.destination) return pino(base, opts.destination);
+  const pretty = (opts.format ? opts.format === 'pretty' : process.stdout.isTTY && process.env.NODE_ENV !== 'production') && prettyAvailable();
+  return pino({
+    ...base,
     ...(pretty
       ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } }
       : {}),

@@ -1,11 +1,14 @@
+import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Logger as BoltLogger } from '@slack/bolt';
 import type { CommandModule, InteractionModule } from '../../commands/types.js';
 import type { Config } from '../config.js';
 import { pendingMigrations } from '../db/migrate.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
 import type { Services } from '../services/index.js';
 import { registerHome } from './home.js';
+import { instrumentApp } from './request-log.js';
 import { registerRoutes, type ErrorReplyObserver } from './router.js';
 
 /** Bolt's Logger interface over pino, so Bolt's own lines get the same redaction. */
@@ -66,6 +69,39 @@ export interface SlackAppOptions {
   /** Socket Mode instead of HTTP (SLACK_APP_TOKEN set). */
   socketMode?: boolean;
   onErrorReply?: ErrorReplyObserver;
+  /** Request metrics and GET /metrics (served only when METRICS_TOKEN is set). */
+  metrics?: Metrics;
+}
+
+/** Constant-time comparison of the presented bearer token with METRICS_TOKEN. */
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const presented = /^Bearer (.+)$/i.exec(header ?? '')?.[1] ?? '';
+  const a = crypto.createHash('sha256').update(presented).digest();
+  const b = crypto.createHash('sha256').update(token).digest();
+  return crypto.timingSafeEqual(a, b);
+}
+
+/** GET /metrics in the Prometheus text format, behind a bearer token; 404 when no token is configured. */
+function metricsRoute(metrics: Metrics | undefined, token: string | undefined) {
+  return {
+    path: '/metrics',
+    method: 'GET',
+    handler: (req: IncomingMessage, res: ServerResponse) => {
+      if (!metrics || !token) return json(res, 404, { error: 'metrics are off; set METRICS_TOKEN to serve them' });
+      if (!bearerMatches(req.headers.authorization, token)) {
+        res.writeHead(401, { 'www-authenticate': 'Bearer realm="warden-metrics"', 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'a valid bearer token is required' }));
+        return;
+      }
+      metrics.render().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.contentType });
+          res.end(text);
+        },
+        (e) => json(res, 500, { error: (e as Error).message }),
+      );
+    },
+  };
 }
 
 /**
@@ -91,6 +127,7 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
         );
       },
     },
+    metricsRoute(opts.metrics, config.METRICS_TOKEN),
   ];
   const receiver = opts.socketMode
     ? new SocketModeReceiver({ appToken: config.SLACK_APP_TOKEN!, logger: bLogger, customRoutes: healthRoutes, installerOptions: { port: config.PORT } })
@@ -108,6 +145,7 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
     logger: bLogger,
     clientOptions: { slackApiUrl: config.SLACK_API_URL },
   });
+  instrumentApp(app, { logger, metrics: opts.metrics, identity: services.identity });
   registerRoutes(app, { services, commands: opts.commands, interactionModules: opts.interactionModules, logger, onErrorReply: opts.onErrorReply });
   registerHome(app, services, logger);
   app.error(async (error) => {

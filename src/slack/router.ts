@@ -19,6 +19,7 @@ import { requireAdmin, type SlackIdentity } from '../services/identity.js';
 import type { Services } from '../services/index.js';
 import type { Message } from '../ui.js';
 import { messagePayload, modalView, readModalValues } from './blocks.js';
+import { markDuplicate, requestRef } from './request-log.js';
 
 /**
  * Wires slash commands, buttons and modal submissions to Warden's Slack-free handlers.
@@ -69,13 +70,17 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   // carries the answer.
   const firstDelivery = async (body: unknown): Promise<boolean> => {
     const first = await services.store.setIfAbsent(deliveryKey(body), '1', 600).catch(() => true);
-    if (!first) logger.info({ type: (body as any).type ?? 'slash_command' }, 'duplicate Slack delivery ignored');
+    if (!first) {
+      markDuplicate();
+      logger.info({ type: (body as any).type ?? 'slash_command' }, 'duplicate Slack delivery ignored');
+    }
     return first;
   };
 
   const fail = (e: unknown, where: string): { text: string; usage?: string } => {
+    // The request's id (also in its request log line); records the outcome for that line.
+    const ref = requestRef(e);
     if (e instanceof UserError) return { text: `:warning: ${e.message}`, usage: e.usage };
-    const ref = crypto.randomBytes(4).toString('hex');
     // Outages are not bugs: say what is down, that nothing changed, and where on-call should look.
     if (e instanceof StoreUnavailableError) {
       logger.error({ err: e, ref, where }, 'store (Redis) unavailable while handling a Slack request');

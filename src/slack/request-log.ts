@@ -1,0 +1,129 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import crypto from 'node:crypto';
+import type { App } from '@slack/bolt';
+import { ForbiddenError, NotLinkedError, StepUpError, UserError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { Metrics, Outcome, RequestKind } from '../metrics.js';
+import type { IdentityService } from '../services/identity.js';
+
+/**
+ * One structured info line per Slack request (slash command, click, form submission, event),
+ * and the request metrics, from a single wrapper around Bolt's `processEvent` — the one
+ * entry point both the HTTP and the Socket Mode receiver call. The router stays as it is
+ * apart from asking `requestRef()` for the reference it shows users, so the "ref" in an
+ * apology is the request id of this line.
+ *
+ * The line carries ids only: the Slack user and team, the application account id, the
+ * command or action id, the outcome and the durations. Never the command text or form
+ * values (they can hold e-mails, reasons, TOTP codes).
+ */
+
+interface RequestState {
+  id: string;
+  outcome: Outcome;
+  account?: number;
+  stepUp?: boolean;
+}
+
+const current = new AsyncLocalStorage<RequestState>();
+
+/** How an error ends a request: a refusal (not allowed, not linked), the user's mistake, or our failure. */
+export function outcomeOf(e: unknown): Outcome {
+  if (e instanceof ForbiddenError || e instanceof NotLinkedError) return 'refused';
+  if (e instanceof UserError) return 'user_error';
+  return 'failed';
+}
+
+/**
+ * Records how the current request ended because of `e`, and returns the reference to show
+ * the user: the request id when inside a request, else a fresh random one.
+ */
+export function requestRef(e?: unknown): string {
+  const state = current.getStore();
+  if (state && e !== undefined) {
+    state.outcome = outcomeOf(e);
+    if (e instanceof StepUpError) state.stepUp = true;
+  }
+  return state?.id ?? crypto.randomBytes(4).toString('hex');
+}
+
+/** Marks the current request as a repeated delivery that was ignored. */
+export function markDuplicate(): void {
+  const state = current.getStore();
+  if (state) state.outcome = 'duplicate';
+}
+
+/** What kind of request a Slack body is, and its command / action / callback id. */
+export function describeBody(body: any): { kind: RequestKind; id: string; user?: string; team?: string } {
+  if (typeof body?.command === 'string') return { kind: 'command', id: body.command, user: body.user_id, team: body.team_id };
+  if (body?.type === 'block_actions') {
+    return { kind: 'action', id: String(body.actions?.[0]?.action_id ?? 'unknown'), user: body.user?.id, team: body.team?.id ?? body.user?.team_id };
+  }
+  if (body?.type === 'view_submission' || body?.type === 'view_closed') {
+    return { kind: 'view', id: String(body.view?.callback_id ?? 'unknown'), user: body.user?.id, team: body.team?.id ?? body.user?.team_id };
+  }
+  if (body?.type === 'event_callback') return { kind: 'event', id: String(body.event?.type ?? 'unknown'), user: body.event?.user, team: body.team_id };
+  return { kind: 'event', id: String(body?.type ?? 'unknown') };
+}
+
+/** A modal submission answered with field errors is the user's mistake, not success. */
+function ackOutcome(response: unknown): Outcome | undefined {
+  return (response as { response_action?: string } | undefined)?.response_action === 'errors' ? 'user_error' : undefined;
+}
+
+export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metrics; identity: IdentityService }): void {
+  const { logger, metrics } = deps;
+  const log = logger.child({ component: 'request' });
+
+  // Which application account the request acts as: recorded where the router resolves it.
+  const resolve = deps.identity.resolve.bind(deps.identity);
+  deps.identity.resolve = async (...args: Parameters<IdentityService['resolve']>) => {
+    const actor = await resolve(...args);
+    const state = current.getStore();
+    if (state) state.account = actor.user.id;
+    return actor;
+  };
+
+  const processEvent = app.processEvent.bind(app);
+  app.processEvent = async (event) => {
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    const what = describeBody(event.body);
+    const state: RequestState = { id: crypto.randomBytes(4).toString('hex'), outcome: 'ok' };
+    let ackSeconds: number | undefined;
+    const ack = event.ack;
+    event.ack = async (response?: any) => {
+      ackSeconds ??= seconds();
+      if (state.outcome === 'ok') state.outcome = ackOutcome(response) ?? 'ok';
+      return ack(response);
+    };
+    try {
+      await current.run(state, () => processEvent(event));
+    } catch (e) {
+      state.outcome = outcomeOf(e);
+      throw e;
+    } finally {
+      const total = seconds();
+      const id = metrics ? metrics.idLabel(what.id) : what.id;
+      metrics?.requests.inc({ kind: what.kind, id, outcome: state.outcome });
+      metrics?.handlerSeconds.observe({ kind: what.kind, outcome: state.outcome }, total);
+      if (ackSeconds !== undefined) metrics?.ackSeconds.observe({ kind: what.kind }, ackSeconds);
+      log.info(
+        {
+          requestId: state.id,
+          kind: what.kind,
+          id: what.id,
+          slackUser: what.user,
+          team: what.team,
+          account: state.account,
+          outcome: state.outcome,
+          ...(state.stepUp ? { stepUpFailed: true } : {}),
+          ...(event.retryNum ? { retryNum: event.retryNum, retryReason: event.retryReason } : {}),
+          ackMs: ackSeconds === undefined ? undefined : Math.round(ackSeconds * 1000),
+          durationMs: Math.round(total * 1000),
+        },
+        'slack request',
+      );
+    }
+  };
+}
