@@ -263,7 +263,7 @@ export function describeConfig(c: Config) {
     schedules: { health: c.HEALTH_CRON, digest: c.DIGEST_CRON, retention: c.RETENTION_CRON, promotionPoll: c.PROMOTION_POLL_CRON },
     timezone: c.WARDEN_TIMEZONE,
     appHealth: hostOf(c.APP_HEALTH_URL) ?? 'off',
-    email: c.EMAIL_API_URL ? { host: hostOf(c.EMAIL_API_URL), from: c.EMAIL_FROM ?? null } : 'off',
+    mail: c.EMAIL_API_URL ? { host: hostOf(c.EMAIL_API_URL), from: c.EMAIL_FROM ?? null } : 'off',
     anonymizeAuditLogs: c.ANONYMIZE_AUDIT_LOGS,
     logLevel: c.LOG_LEVEL,
     metrics: c.METRICS_TOKEN ? 'on (bearer token)' : 'off',
