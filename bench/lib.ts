@@ -68,15 +68,17 @@ export async function loadTest(count: number, concurrency: number, fn: (i: numbe
 }
 
 /**
- * The PostgreSQL server to benchmark on: DATABASE_URL, or the throwaway cluster of
- * scripts/test-services.sh (started if needed). Benchmarks never run on PGlite.
+ * The servers to benchmark on: the benchmark's own PostgreSQL cluster and Redis
+ * (scripts/bench-services.sh, port 55442 / 56389; started if needed), so that benchmarks and the
+ * shared test cluster never slow each other down. BENCH_DATABASE_URL / BENCH_REDIS_URL point it
+ * elsewhere (e.g. a production-like server). Benchmarks never run on PGlite.
  */
-export function serverUrls(): { databaseUrl: string; redisUrl?: string } {
-  if (process.env.DATABASE_URL) return { databaseUrl: process.env.DATABASE_URL, redisUrl: process.env.REDIS_URL };
-  const out = execFileSync('bash', ['scripts/test-services.sh'], { encoding: 'utf8' });
+export function benchServerUrls(): { databaseUrl: string; redisUrl?: string } {
+  if (process.env.BENCH_DATABASE_URL) return { databaseUrl: process.env.BENCH_DATABASE_URL, redisUrl: process.env.BENCH_REDIS_URL };
+  const out = execFileSync('bash', ['scripts/bench-services.sh'], { encoding: 'utf8' });
   const db = /DATABASE_URL=(\S+)/.exec(out)?.[1];
   const redis = /REDIS_URL=(\S+)/.exec(out)?.[1];
-  if (!db) throw new Error('could not start a PostgreSQL server for the benchmark');
+  if (!db) throw new Error('could not start the benchmark PostgreSQL cluster (scripts/bench-services.sh)');
   return { databaseUrl: db, redisUrl: redis };
 }
 

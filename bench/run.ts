@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { printTable, serverUrls, type BenchRow } from './lib.js';
+import { benchServerUrls, printTable, type BenchRow } from './lib.js';
 
 /**
  * `npm run bench [suite…]`: runs every module in bench/suites (or the named ones) against a
@@ -24,7 +24,7 @@ async function main() {
     .filter((f) => f.endsWith('.ts'))
     .filter((f) => !wanted.length || wanted.includes(f.replace(/\.ts$/, '')))
     .sort();
-  const urls = serverUrls();
+  const urls = benchServerUrls();
   const ctx: SuiteContext = { ...urls, log: (s) => console.error(`[bench] ${s}`) };
   const rows: BenchRow[] = [];
   for (const f of files) {

@@ -257,6 +257,11 @@ const pageValueSchema = z
     n: z.string().max(64).optional(),
     a: cursorSchema.optional(),
     b: cursorSchema.optional(),
+    /** The first page's count line (total, capped, estimate), so paging never counts again. */
+    c: z
+      .object({ n: z.number().int().min(0), x: z.boolean().optional(), e: z.number().int().min(0).optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 type PageValue = z.infer<typeof pageValueSchema>;
@@ -270,7 +275,7 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
   const page: AuditPage =
     v.m === 'd' && !q.a?.length
       ? { rows: [], total: 0, totalCapped: false, hasNext: false, hasPrev: false }
-      : await search.search(q, { after: v.a, before: v.b }, limit);
+      : await search.search(q, { after: v.a, before: v.b }, limit, v.c && (v.a || v.b) ? { total: v.c.n, capped: !!v.c.x, ...(v.c.e ? { estimate: v.c.e } : {}) } : undefined);
   const masker = services.masker;
   const described = v.m === 'd' ? describeQuery({ s: q.s, t: q.t }) : describeQuery(q, v.n);
   const heading =
@@ -281,7 +286,10 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
         : v.m === 'd'
           ? 'Deletions'
           : 'Audit entries';
-  const totalText = `${page.totalCapped ? 'more than ' : ''}${num(page.total)} ${page.total === 1 ? 'entry' : 'entries'}`;
+  const totalText =
+    page.totalCapped && page.estimate
+      ? `about ${num(page.estimate)} entries (the database's estimate)`
+      : `${page.totalCapped ? 'more than ' : ''}${num(page.total)} ${page.total === 1 ? 'entry' : 'entries'}`;
   if (page.total === 0 && !page.rows.length) {
     let hint = '';
     if (v.m === 's' && q.a?.length) {
@@ -303,7 +311,8 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
     { type: 'text', text: lines.join('\n') },
   ];
   const buttons: Button[] = [];
-  const base: PageValue = { m: v.m, q: v.m === 'd' ? clean({ s: q.s, t: q.t }) : q, ...(v.l ? { l: v.l } : {}), ...(v.n ? { n: v.n } : {}) };
+  const count = { n: page.total, ...(page.totalCapped ? { x: true } : {}), ...(page.estimate ? { e: page.estimate } : {}) };
+  const base: PageValue = { m: v.m, q: v.m === 'd' ? clean({ s: q.s, t: q.t }) : q, ...(v.l ? { l: v.l } : {}), ...(v.n ? { n: v.n } : {}), c: count };
   if (page.hasPrev && page.first) buttons.push({ text: '◀ Previous (newer)', actionId: 'audit:page:prev', value: JSON.stringify({ ...base, b: page.first }) });
   if (page.hasNext && page.last) buttons.push({ text: 'Next (older) ▶', actionId: 'audit:page', value: JSON.stringify({ ...base, a: page.last }) });
   if (v.m !== 'd') buttons.push({ text: 'Export CSV', actionId: 'audit:export', value: JSON.stringify({ q }) });

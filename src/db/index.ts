@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
 
 /**
  * One small interface over PostgreSQL (pg Pool) and the embedded PGlite, so that
@@ -32,6 +33,13 @@ export interface Db extends Queryable {
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
   poolStats(): PoolStats;
   close(): Promise<void>;
+  /**
+   * PostgreSQL only: `COPY (select) TO STDOUT` (text format) streamed as it arrives. COPY takes
+   * no bind parameters, so values travel as transaction-local settings — `settings` are set
+   * with set_config($1, $2, true) and the select reads them with current_setting(name): the
+   * statement text never contains a value.
+   */
+  copyOut?(select: string, settings: Record<string, string>): AsyncIterable<Buffer>;
 }
 
 // bigint (int8) and numeric come back as strings by default; our ids and counts fit in a double.
@@ -88,6 +96,27 @@ export class PgDb implements Db {
       throw e;
     } finally {
       client.release();
+    }
+  }
+
+  async *copyOut(select: string, settings: Record<string, string>): AsyncGenerator<Buffer> {
+    const client = await this.pool.connect();
+    // A checked-out client losing its connection emits 'error': the stream below reports it.
+    const onError = () => {};
+    client.on('error', onError);
+    let clean = false;
+    try {
+      await client.query('BEGIN READ ONLY');
+      for (const [name, value] of Object.entries(settings)) await client.query('SELECT set_config($1, $2, true)', [name, value]);
+      const stream = client.query(copyTo(`COPY (${select}) TO STDOUT`));
+      for await (const chunk of stream) yield chunk as Buffer;
+      await client.query('COMMIT');
+      clean = true;
+    } finally {
+      client.off('error', onError);
+      // Stopped half-way (the consumer broke off, or an error): the connection may still be
+      // in COPY; it is closed rather than returned to the pool.
+      client.release(clean ? undefined : true);
     }
   }
 

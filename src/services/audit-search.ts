@@ -14,7 +14,9 @@ import { UserError } from '../errors.js';
  *   one index-ordered branch each, merged with UNION (each branch reads at most n rows);
  * - `action:login*` is expanded to the actions that exist (a skip scan over
  *   idx_audit_action_timestamp), so it uses the same equality branches whatever the collation;
- * - the count line is capped (`LIMIT cap+1` inside the count) so it stays cheap on big matches.
+ * - the count line is the planner's estimate (labelled as such) when that says more than
+ *   COUNT_CAP, else an exact count capped at COUNT_CAP (`LIMIT cap+1` inside each branch); it
+ *   is worked out once per search — Next/Previous carry it instead of counting again.
  */
 
 /** The seed's critical actions (kept by retention). It names the user deletion both ways. */
@@ -38,7 +40,9 @@ export function isDeletionAction(action: string): boolean {
 
 export const PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
-export const COUNT_CAP = 10_000;
+export const COUNT_CAP = 1_000;
+/** How far back Warden's narrow copy of failed logins reaches (sql/010_failed_login_rollup.sql). */
+export const FAILED_LOGIN_COPY_DAYS = 31;
 
 export const actionPatternSchema = z
   .string()
@@ -100,10 +104,19 @@ export interface AuditPage {
   /** Matches of the whole query (not the page), capped at COUNT_CAP. */
   total: number;
   totalCapped: boolean;
+  /** When capped: the planner's estimate of all matches (a guess, shown as one). */
+  estimate?: number;
   first?: Cursor;
   last?: Cursor;
   hasNext: boolean;
   hasPrev: boolean;
+}
+
+export interface Count {
+  total: number;
+  capped: boolean;
+  /** Planner's estimate when capped. */
+  estimate?: number;
 }
 
 export interface FailedLoginGroup {
@@ -275,42 +288,72 @@ export class AuditSearch {
     return rows;
   }
 
-  /** How many rows match (capped: `LIMIT cap+1` inside, so big matches stay cheap). */
-  async count(q: AuditQuery, cap = COUNT_CAP): Promise<{ total: number; capped: boolean }> {
-    return this.countResolved(await this.resolve(q), cap);
+  /** How many rows match, exactly up to `cap`; `estimate` allows the count line's planner estimate. */
+  async count(q: AuditQuery, cap = COUNT_CAP, opts: { estimate?: boolean } = {}): Promise<Count> {
+    return this.countResolved(await this.resolve(q), cap, opts.estimate ?? false);
   }
 
-  private async countResolved(r: Resolved, cap: number): Promise<{ total: number; capped: boolean }> {
+  /**
+   * The count line. The planner's estimate first (one EXPLAIN: no row is read); when it says
+   * more than `cap`, that estimate is the answer, shown as one ("about N"). Otherwise an
+   * exact count of at most cap+1 rows per way of matching the user (actor, or named in
+   * details), merged by id: each branch one index range, where an OR of both would
+   * bitmap-scan every row of a heavy account before any limit applies. So no count reads
+   * more than about `cap` rows, and big matches read none.
+   */
+  private async countResolved(r: Resolved, cap: number, allowEstimate: boolean): Promise<Count> {
     if (r.actions && r.actions.length === 0) return { total: 0, capped: false };
     const p = new Params();
     const where = this.common(r, p);
     if (r.actions) where.push(r.actions.length === 1 ? `action = ${p.add(r.actions[0])}` : `action = ANY(${p.add(r.actions)}::text[])`);
-    if (r.user) {
-      where.push(
-        r.user.mode === 'actor'
-          ? `user_id = ${p.add(r.user.id)}`
-          : `(user_id = ${p.add(r.user.id)} OR (details->>'username') = ${p.add(r.user.username)})`,
-      );
+    const userAlts = !r.user
+      ? [undefined]
+      : r.user.mode === 'actor'
+        ? [`user_id = ${p.add(r.user.id)}`]
+        : [`user_id = ${p.add(r.user.id)}`, `(details->>'username') = ${p.add(r.user.username)}`];
+    const all = [...where];
+    if (userAlts.length > 1) all.push(`(${userAlts.join(' OR ')})`);
+    else if (userAlts[0]) all.push(userAlts[0]);
+    if (allowEstimate) {
+      const estimate = await this.estimate(`SELECT 1 FROM audit_log${all.length ? ` WHERE ${all.join(' AND ')}` : ''}`, [...p.values]);
+      if (estimate > cap) return { total: cap, capped: true, estimate };
     }
-    const { rows } = await this.db.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM (SELECT 1 FROM audit_log${where.length ? ` WHERE ${where.join(' AND ')}` : ''} LIMIT ${p.add(cap + 1)}) s`,
-      p.values,
-    );
+    const lim = p.add(cap + 1);
+    const parts = userAlts.map((u) => {
+      const w = u ? [...where, u] : where;
+      return `SELECT id FROM audit_log${w.length ? ` WHERE ${w.join(' AND ')}` : ''} LIMIT ${lim}`;
+    });
+    const inner = parts.length === 1 ? parts[0] : parts.map((x) => `(${x})`).join(' UNION ');
+    const { rows } = await this.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM (${inner}) s`, p.values);
     const n = rows[0].n;
     return n > cap ? { total: cap, capped: true } : { total: n, capped: false };
+  }
+
+  /** The planner's row estimate for a statement (no rows read). */
+  private async estimate(sql: string, params: unknown[]): Promise<number> {
+    const { rows } = await this.db.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${sql}`, params);
+    const raw = rows[0]?.['QUERY PLAN'];
+    const plan = (typeof raw === 'string' ? JSON.parse(raw) : raw) as { Plan?: { 'Plan Rows'?: number } }[];
+    return Math.round(plan?.[0]?.Plan?.['Plan Rows'] ?? 0);
   }
 
   /**
    * One page, newest first. `after` = the last row of the page before (older rows next),
    * `before` = the first row of the page after (newer rows, for Previous).
    */
-  async search(q: AuditQuery, page: { after?: Cursor; before?: Cursor } = {}, limit = PAGE_SIZE): Promise<AuditPage> {
+  async search(
+    q: AuditQuery,
+    page: { after?: Cursor; before?: Cursor } = {},
+    limit = PAGE_SIZE,
+    /** The count of the first page, carried by Next/Previous: not counted again. */
+    known?: Count,
+  ): Promise<AuditPage> {
     const r = await this.resolve(q);
     const size = Math.min(Math.max(1, limit), MAX_PAGE_SIZE);
     const backwards = !!page.before && !page.after;
     const [fetched, count] = await Promise.all([
       this.fetchResolved(r, backwards ? page.before : page.after, backwards ? 'newer' : 'older', size + 1),
-      this.countResolved(r, COUNT_CAP),
+      known ?? this.countResolved(r, COUNT_CAP, true),
     ]);
     const more = fetched.length > size;
     let rows = fetched.slice(0, size);
@@ -320,6 +363,7 @@ export class AuditSearch {
       rows,
       total: count.total,
       totalCapped: count.capped,
+      ...(count.estimate ? { estimate: count.estimate } : {}),
       first: key(rows[0]),
       last: key(rows.at(-1)),
       hasNext: backwards ? true : more,
@@ -344,24 +388,92 @@ export class AuditSearch {
   }
 
   /**
+   * One statement for every matching row, newest first, at most `limit`, for `COPY … TO
+   * STDOUT` (which takes no bind parameters): each value is a transaction-local setting read
+   * back with current_setting() and cast, so the SQL text never contains a value. Columns are
+   * text, in EXPORT_COLUMNS order. Undefined when nothing can match.
+   */
+  async exportStatement(q: AuditQuery, limit: number): Promise<{ select: string; settings: Record<string, string> } | undefined> {
+    const r = await this.resolve(q);
+    if (r.actions && r.actions.length === 0) return undefined;
+    const settings: Record<string, string> = {};
+    const v = (name: string, value: string | number, cast: string) => {
+      settings[`warden_export.${name}`] = String(value);
+      return `current_setting('warden_export.${name}')::${cast}`;
+    };
+    const w: string[] = [];
+    if (r.entityType) w.push(`a.entity_type = ${v('e', r.entityType, 'text')}`);
+    if (r.entityId !== undefined) w.push(`a.entity_id = ${v('ei', r.entityId, 'integer')}`);
+    if (r.ip) w.push(`a.ip_address = ${v('ip', r.ip, 'text')}`);
+    if (r.since) w.push(`a."timestamp" >= ${v('s', r.since, 'timestamptz')}`);
+    if (r.until) w.push(`a."timestamp" < ${v('t', r.until, 'timestamptz')}`);
+    if (r.actions) {
+      w.push(`a.action = ANY (ARRAY(SELECT jsonb_array_elements_text(${v('a', JSON.stringify(r.actions), 'jsonb')})))`);
+    }
+    if (r.user) {
+      const byActor = `a.user_id = ${v('u', r.user.id, 'integer')}`;
+      w.push(r.user.mode === 'actor' ? byActor : `(${byActor} OR (a.details->>'username') = ${v('un', r.user.username, 'text')})`);
+    }
+    const select = `SELECT a.id, to_char(a."timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), u.username, a.user_id,
+              a.action, a.entity_type, a.entity_id, a.ip_address, a.details, a.before_state, a.after_state
+         FROM audit_log a LEFT JOIN "user" u ON u.id = a.user_id
+        ${w.length ? `WHERE ${w.join(' AND ')}` : ''}
+        ORDER BY a."timestamp" DESC, a.id DESC
+        LIMIT ${v('limit', limit, 'bigint')}`;
+    return { select, settings };
+  }
+
+  /**
    * The guide's "failed logins from same IP", grouped by IP and username, over a window,
    * groups with at least `min` attempts. Ordered by the aggregate itself (the guide's
    * `ORDER BY count DESC` is rejected by PostgreSQL: `count` is not a column).
+   *
+   * Answered from Warden's own tables (sql/010_failed_login_rollup.sql), not by grouping every
+   * login_failed row of the window: the (ip, username) pairs that have at least `min` attempts
+   * in total and one inside the window are the only possible groups, and each is counted
+   * exactly from an index-only range scan of the narrow copy. `min: 1` groups the narrow copy
+   * directly; windows beyond what the copy keeps read audit_log itself.
    */
   async failedLogins(windowSeconds: number, min: number, limit = 50): Promise<{ groups: FailedLoginGroup[]; totalGroups: number }> {
-    const { rows } = await this.db.query<FailedLoginGroup & { total_groups: number }>(
-      `SELECT ip_address, details->>'username' AS username, count(*)::int AS attempts,
-              min("timestamp") AS first_attempt, max("timestamp") AS last_attempt,
-              (count(*) OVER ())::int AS total_groups
-         FROM audit_log
-        WHERE action = 'login_failed'
-          AND "timestamp" > now() - make_interval(secs => $1)
-        GROUP BY ip_address, details->>'username'
-       HAVING count(*) >= $2
-        ORDER BY count(*) DESC, max("timestamp") DESC
-        LIMIT $3`,
-      [windowSeconds, min, limit],
-    );
+    const params = [windowSeconds, min, limit];
+    let sql: string;
+    if (windowSeconds > FAILED_LOGIN_COPY_DAYS * 86400) {
+      sql = `SELECT ip_address, details->>'username' AS username, count(*)::int AS attempts,
+                    min("timestamp") AS first_attempt, max("timestamp") AS last_attempt,
+                    (count(*) OVER ())::int AS total_groups
+               FROM audit_log
+              WHERE action = 'login_failed'
+                AND "timestamp" > now() - make_interval(secs => $1)
+              GROUP BY ip_address, details->>'username'
+             HAVING count(*) >= $2
+              ORDER BY count(*) DESC, max("timestamp") DESC
+              LIMIT $3`;
+    } else if (min < 2) {
+      sql = `SELECT nullif(ip_address, '') AS ip_address, nullif(username, '') AS username, count(*)::int AS attempts,
+                    min("timestamp") AS first_attempt, max("timestamp") AS last_attempt,
+                    (count(*) OVER ())::int AS total_groups
+               FROM warden_failed_login
+              WHERE "timestamp" > now() - make_interval(secs => $1)
+              GROUP BY ip_address, username
+             HAVING count(*) >= $2
+              ORDER BY count(*) DESC, max("timestamp") DESC
+              LIMIT $3`;
+    } else {
+      sql = `SELECT nullif(c.ip_address, '') AS ip_address, nullif(c.username, '') AS username, x.attempts,
+                    x.first_attempt, x.last_attempt, (count(*) OVER ())::int AS total_groups
+               FROM warden_failed_login_pair c
+              CROSS JOIN LATERAL (
+                    SELECT count(*)::int AS attempts, min(f."timestamp") AS first_attempt, max(f."timestamp") AS last_attempt
+                      FROM warden_failed_login f
+                     WHERE f.ip_address = c.ip_address AND f.username = c.username
+                       AND f."timestamp" > now() - make_interval(secs => $1)) x
+              WHERE c.attempts >= 2 AND c.attempts >= $2
+                AND c.last_at > now() - make_interval(secs => $1)
+                AND x.attempts >= $2
+              ORDER BY x.attempts DESC, x.last_attempt DESC
+              LIMIT $3`;
+    }
+    const { rows } = await this.db.query<FailedLoginGroup & { total_groups: number }>(sql, params);
     return {
       groups: rows.map(({ total_groups: _t, ...g }) => g),
       totalGroups: rows[0]?.total_groups ?? 0,
