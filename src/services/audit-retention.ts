@@ -109,7 +109,7 @@ export class AuditRetention {
         snapshots += r.rowCount;
         if (r.rowCount < batch) break;
       }
-      // Warden's narrow copy of failed logins (sql/010) keeps only what a window can reach.
+      // Warden's narrow copy of failed logins (sql/013) keeps only what a window can reach.
       await this.db.query('SELECT warden_failed_login_prune()');
     } catch (e) {
       failure = e;

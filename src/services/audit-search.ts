@@ -41,7 +41,7 @@ export function isDeletionAction(action: string): boolean {
 export const PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
 export const COUNT_CAP = 1_000;
-/** How far back Warden's narrow copy of failed logins reaches (sql/010_failed_login_rollup.sql). */
+/** How far back Warden's narrow copy of failed logins reaches (sql/013_failed_login_rollup.sql). */
 export const FAILED_LOGIN_COPY_DAYS = 31;
 
 export const actionPatternSchema = z
@@ -428,7 +428,7 @@ export class AuditSearch {
    * groups with at least `min` attempts. Ordered by the aggregate itself (the guide's
    * `ORDER BY count DESC` is rejected by PostgreSQL: `count` is not a column).
    *
-   * Answered from Warden's own tables (sql/010_failed_login_rollup.sql), not by grouping every
+   * Answered from Warden's own tables (sql/013_failed_login_rollup.sql), not by grouping every
    * login_failed row of the window: the (ip, username) pairs that have at least `min` attempts
    * in total and one inside the window are the only possible groups, and each is counted
    * exactly from an index-only range scan of the narrow copy. `min: 1` groups the narrow copy
