@@ -47,6 +47,17 @@ const WARMUP = 200;
 const SERIAL = 200;
 const REPLY_TIMEOUT_MS = 10_000;
 const here = path.dirname(fileURLToPath(import.meta.url));
+/** Open loop: offered rates (req/s), seconds per app per round, rounds (apps alternate each round). */
+const OPEN_RATES = (process.env.BENCH_OPEN_RATES ?? '50,150,300').split(',').map(Number).filter((n) => n > 0);
+const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 3);
+const OPEN_ROUNDS = Number(process.env.BENCH_OPEN_ROUNDS ?? 4);
+
+interface OpenResult {
+  rate: number;
+  samples: Map<TargetKind, Samples>;
+  loadStart: number;
+  loadEnd: number;
+}
 
 /** The apps under test, in row order; `short` names them in the ratio rows. */
 interface TargetSpec {
@@ -94,6 +105,8 @@ interface Samples {
   wallMs: number;
   /** Per request: [sent at (ms since the suite started), ack ms, e2e ms], for BENCH_SLACK_TRACE. */
   trace: [number, number, number][];
+  /** Open loop: how far behind its schedule the sender fell at worst (a busy load generator). */
+  senderLateMs?: number;
 }
 
 const emptySamples = (): Samples => ({ ack: [], e2e: [], errors: [], wallMs: 0, trace: [] });
@@ -138,42 +151,49 @@ class Replies {
 /** Spreads the requests over the whole user table (deterministic). */
 const usernameFor = (i: number) => `user${1 + ((i * 7919) % BENCH_USERS)}`;
 
+/**
+ * One signed `/users show` through `t`: ack and end-to-end latency measured from `t0`
+ * (the closed loop: when it was sent; the open loop: when it was due, so a late sender
+ * cannot hide queueing — no coordinated omission).
+ */
+async function one(t: Target, fake: FakeSlack, replies: Replies, n: number, out: Samples, due?: number): Promise<void> {
+  const username = usernameFor(n);
+  const responseUrl = fake.responseUrl();
+  const responseId = responseUrl.split('/').pop()!;
+  const ids = { responseUrl, responseId, triggerId: `trig.bench.${t.kind}.${n}.${Date.now()}` };
+  const body = t.driver.commandBody(ADMIN_SLACK_ID, `/users show ${username}`, 'C_ADMIN', ids);
+  const headers = t.driver.sign(body);
+  const t0 = due ?? performance.now();
+  const answer = await t.driver.post(body, headers);
+  const ackAt = performance.now();
+  if (answer.status !== 200) {
+    out.errors.push(`${t.label}: HTTP ${answer.status}`);
+    return;
+  }
+  let reply: { at: number; call: CapturedCall };
+  try {
+    reply = await replies.wait(responseId, REPLY_TIMEOUT_MS);
+  } catch (e) {
+    out.errors.push(`${t.label}: ${(e as Error).message}`);
+    return;
+  }
+  const text = String(reply.call.args.text ?? '');
+  const ok = t.kind === 'bare' ? text === BARE_TEXT : text.startsWith(`${username}:`);
+  if (!ok) {
+    out.errors.push(`${t.label}: unexpected reply for ${username}: ${text.slice(0, 120)}`);
+    return;
+  }
+  out.ack.push(ackAt - t0);
+  out.trace.push([round(t0 - epoch), round(ackAt - t0), round(reply.at - t0)]);
+  out.e2e.push(reply.at - t0);
+}
+
+/** Closed loop: `concurrency` workers, each sending its next request when the last one is answered. */
 async function drive(t: Target, fake: FakeSlack, replies: Replies, count: number, concurrency: number, offset: number): Promise<Samples> {
   const out = emptySamples();
   let next = 0;
-  const one = async (i: number) => {
-    const username = usernameFor(offset + i);
-    const responseUrl = fake.responseUrl();
-    const responseId = responseUrl.split('/').pop()!;
-    const ids = { responseUrl, responseId, triggerId: `trig.bench.${t.kind}.${offset + i}.${Date.now()}` };
-    const body = t.driver.commandBody(ADMIN_SLACK_ID, `/users show ${username}`, 'C_ADMIN', ids);
-    const headers = t.driver.sign(body);
-    const t0 = performance.now();
-    const answer = await t.driver.post(body, headers);
-    const ackAt = performance.now();
-    if (answer.status !== 200) {
-      out.errors.push(`${t.label}: HTTP ${answer.status}`);
-      return;
-    }
-    let reply: { at: number; call: CapturedCall };
-    try {
-      reply = await replies.wait(responseId, REPLY_TIMEOUT_MS);
-    } catch (e) {
-      out.errors.push(`${t.label}: ${(e as Error).message}`);
-      return;
-    }
-    const text = String(reply.call.args.text ?? '');
-    const ok = t.kind === 'bare' ? text === BARE_TEXT : text.startsWith(`${username}:`);
-    if (!ok) {
-      out.errors.push(`${t.label}: unexpected reply for ${username}: ${text.slice(0, 120)}`);
-      return;
-    }
-    out.ack.push(ackAt - t0);
-    out.trace.push([round(t0 - epoch), round(ackAt - t0), round(reply.at - t0)]);
-    out.e2e.push(reply.at - t0);
-  };
   const worker = async () => {
-    while (next < count) await one(next++);
+    while (next < count) await one(t, fake, replies, offset + next++, out);
   };
   const started = performance.now();
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
@@ -181,7 +201,32 @@ async function drive(t: Target, fake: FakeSlack, replies: Replies, count: number
   return out;
 }
 
+/**
+ * Open loop: requests due at a fixed rate whatever the app's answers — what Slack offers —
+ * so a slower app is offered exactly as much as a faster one. Latency counts from each
+ * request's due time.
+ */
+async function driveOpen(t: Target, fake: FakeSlack, replies: Replies, rate: number, seconds: number, offset: number): Promise<Samples> {
+  const out = emptySamples();
+  const count = Math.max(1, Math.round(rate * seconds));
+  const start = performance.now() + 5;
+  const pending: Promise<void>[] = [];
+  let lateMs = 0;
+  for (let i = 0; i < count; i++) {
+    const due = start + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    else lateMs = Math.max(lateMs, -wait);
+    pending.push(one(t, fake, replies, offset + i, out, due));
+  }
+  await Promise.all(pending);
+  out.wallMs = performance.now() - start;
+  out.senderLateMs = lateMs;
+  return out;
+}
+
 function merge(into: Samples, s: Samples): void {
+  into.senderLateMs = Math.max(into.senderLateMs ?? 0, s.senderLateMs ?? 0);
   into.ack.push(...s.ack);
   into.e2e.push(...s.e2e);
   into.errors.push(...s.errors);
@@ -388,12 +433,36 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
       }
     }
     for (const a of apps) a.use = await a.t.usage();
+
+    // Open loop at fixed offered rates, Warden and "bare bolt + same SQL" alternated round by
+    // round: equal offered load for both, which a closed loop cannot give (a slower app is
+    // offered fewer requests there).
+    const openApps = apps.filter((a) => a.spec.kind !== 'bare');
+    const open: OpenResult[] = [];
+    for (const rate of OPEN_RATES) {
+      const result: OpenResult = { rate, samples: new Map(), loadStart: os.loadavg()[0], loadEnd: 0 };
+      for (const a of openApps) result.samples.set(a.spec.kind, emptySamples());
+      for (let r = 0; r < OPEN_ROUNDS; r++) {
+        for (const a of roundOrder(openApps, r)) {
+          const s = await driveOpen(a.t, fake, replies, rate, OPEN_SECONDS, offset);
+          offset += s.ack.length + s.errors.length;
+          fake.clear();
+          merge(result.samples.get(a.spec.kind)!, s);
+        }
+      }
+      result.loadEnd = os.loadavg()[0];
+      open.push(result);
+      ctx.log(`slack: open loop at ${rate} req/s done (load ${round(result.loadStart)} → ${round(result.loadEnd)})`);
+    }
     // BENCH_SLACK_TRACE=<file>: every loaded request's send time, ack and e2e, to see where the tail sits.
     if (process.env.BENCH_SLACK_TRACE) {
       fs.writeFileSync(process.env.BENCH_SLACK_TRACE, JSON.stringify(Object.fromEntries(apps.map((a) => [a.spec.kind, a.loaded.trace]))));
     }
 
-    const errors = apps.flatMap((a) => [...a.cold.errors, ...a.serial.errors, ...a.loaded.errors]);
+    const errors = [
+      ...apps.flatMap((a) => [...a.cold.errors, ...a.serial.errors, ...a.loaded.errors]),
+      ...open.flatMap((o) => [...o.samples.values()].flatMap((x) => x.errors)),
+    ];
     for (const e of errors.slice(0, 5)) ctx.log(`slack: error: ${e}`);
 
     const p50 = (xs: number[]) => percentile(xs, 50);
@@ -427,6 +496,24 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
         latencyRow(SUITE, `${a.spec.label} ${a.spec.e2e} @${c}`, a.loaded.e2e),
       ]),
       ...ratios('loaded', `@${c}`, true),
+      ...open.flatMap((o): BenchRow[] => {
+        const w = o.samples.get('warden')!;
+        const b = o.samples.get('bare-sql')!;
+        const at = `open loop @${o.rate}/s`;
+        const r = (x: number) => round(x);
+        const late = Math.max(w.senderLateMs ?? 0, b.senderLateMs ?? 0);
+        return [
+          latencyRow(SUITE, `${at} warden ack`, w.ack),
+          latencyRow(SUITE, `${at} bare bolt + same SQL ack`, b.ack),
+          latencyRow(SUITE, `${at} warden e2e /users show`, w.e2e),
+          latencyRow(SUITE, `${at} bare bolt + same SQL e2e`, b.e2e),
+          { suite: SUITE, name: `${at} overhead e2e p50 warden/bare+sql`, n: Math.min(w.e2e.length, b.e2e.length), value: r(p50(w.e2e) / p50(b.e2e)), unit: '×', target: '≤ 1.2×', pass: p50(w.e2e) / p50(b.e2e) <= 1.2 },
+          { suite: SUITE, name: `${at} overhead e2e p95 warden/bare+sql`, n: Math.min(w.e2e.length, b.e2e.length), value: r(percentile(w.e2e, 95) / percentile(b.e2e, 95)), unit: '×' },
+          { suite: SUITE, name: `${at} ack p99 warden/bare+sql`, n: Math.min(w.ack.length, b.ack.length), value: r(percentile(w.ack, 99) / percentile(b.ack, 99)), unit: '×', target: '≤ 1.5×', pass: percentile(w.ack, 99) / percentile(b.ack, 99) <= 1.5 },
+          { suite: SUITE, name: `${at} machine load (1 min) at start → end`, n: 1, value: r(o.loadEnd), unit: `runnable (start ${r(o.loadStart)})` },
+          { suite: SUITE, name: `${at} sender behind schedule at worst`, n: 1, value: r(late), unit: 'ms' },
+        ];
+      }),
       ...apps.map((a) => latencyRow(SUITE, `${a.spec.label} ack, cold burst of ${c} after start`, a.cold.ack)),
       ...apps.flatMap((a) => [
         latencyRow(SUITE, `${a.spec.label} ack @1`, a.serial.ack),
@@ -462,6 +549,15 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
         });
         return rows;
       }),
+      ...(() => {
+        // CPU time per request is the steadiest comparison on a shared machine: other
+        // sessions' load stretches wall-clock latency, not the work each request costs.
+        const w = warden.use.cpuMs;
+        const b = byKind('bare-sql');
+        if (w === undefined || b.use.cpuMs === undefined) return [];
+        const value = round(w / warden.loaded.e2e.length / (b.use.cpuMs / b.loaded.e2e.length));
+        return [{ suite: SUITE, name: `app CPU per request warden/bare+sql @${c}`, n: warden.loaded.e2e.length, value, unit: '×' }];
+      })(),
       ...apps.map(
         (a): BenchRow => ({
           suite: SUITE,
@@ -483,7 +579,10 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
       {
         suite: SUITE,
         name: 'failed or wrong replies',
-        n: apps.reduce((sum, a) => sum + a.cold.ack.length + a.serial.ack.length + a.loaded.ack.length, 0) + errors.length,
+        n:
+          apps.reduce((sum, a) => sum + a.cold.ack.length + a.serial.ack.length + a.loaded.ack.length, 0) +
+          open.reduce((sum, o) => sum + [...o.samples.values()].reduce((k, x) => k + x.ack.length, 0), 0) +
+          errors.length,
         value: errors.length,
         unit: 'requests',
         target: '= 0',
