@@ -431,7 +431,9 @@ export class AuditSearch {
    * Answered from Warden's own tables (sql/013_failed_login_rollup.sql), not by grouping every
    * login_failed row of the window: the (ip, username) pairs that have at least `min` attempts
    * in total and one inside the window are the only possible groups, and each is counted
-   * exactly from an index-only range scan of the narrow copy. `min: 1` groups the narrow copy
+   * exactly from an index-only range scan of the narrow copy — of the window itself, or for a
+   * window longer than half the copy, of what lies before it (subtracted from the exact
+   * per-pair counter). `min: 1` groups the narrow copy
    * directly; windows beyond what the copy keeps read audit_log itself.
    */
   async failedLogins(windowSeconds: number, min: number, limit = 50): Promise<{ groups: FailedLoginGroup[]; totalGroups: number }> {
@@ -459,16 +461,22 @@ export class AuditSearch {
               ORDER BY count(*) DESC, max("timestamp") DESC
               LIMIT $3`;
     } else {
+      // The pair's counter is exact for the copy: a long window is counted from its short end.
+      const long = windowSeconds > (FAILED_LOGIN_COPY_DAYS * 86400) / 2;
+      const since = `now() - make_interval(secs => $1)`;
+      const pair = `f.ip_address = c.ip_address AND f.username = c.username`;
+      const attempts = long
+        ? `c.attempts - (SELECT count(*) FROM warden_failed_login f WHERE ${pair} AND f."timestamp" <= ${since})`
+        : `(SELECT count(*) FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since})`;
       sql = `SELECT nullif(c.ip_address, '') AS ip_address, nullif(c.username, '') AS username, x.attempts,
                     x.first_attempt, x.last_attempt, (count(*) OVER ())::int AS total_groups
                FROM warden_failed_login_pair c
               CROSS JOIN LATERAL (
-                    SELECT count(*)::int AS attempts, min(f."timestamp") AS first_attempt, max(f."timestamp") AS last_attempt
-                      FROM warden_failed_login f
-                     WHERE f.ip_address = c.ip_address AND f.username = c.username
-                       AND f."timestamp" > now() - make_interval(secs => $1)) x
+                    SELECT (${attempts})::int AS attempts,
+                           (SELECT min(f."timestamp") FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since}) AS first_attempt,
+                           (SELECT max(f."timestamp") FROM warden_failed_login f WHERE ${pair}) AS last_attempt) x
               WHERE c.attempts >= 2 AND c.attempts >= $2
-                AND c.last_at > now() - make_interval(secs => $1)
+                AND c.last_at > ${since}
                 AND x.attempts >= $2
               ORDER BY x.attempts DESC, x.last_attempt DESC
               LIMIT $3`;

@@ -95,20 +95,27 @@ describe('failed logins from the trigger-kept copy', () => {
     expect((await search.failedLogins(3600, 5)).groups.find((g) => g.ip_address === '192.0.xxx.xxx')?.attempts).toBe(5);
   });
 
-  it('prunes what no window reaches, and rebuilds to the same state', async () => {
-    const before = await db.query(`SELECT ip_address, username, attempts FROM warden_failed_login_pair ORDER BY 1, 2`);
+  it('keeps each pair counter equal to the copy, through prune and rebuild', async () => {
+    const counters = async () =>
+      (await db.query<{ ip_address: string; username: string; attempts: number }>(`SELECT ip_address, username, attempts FROM warden_failed_login_pair ORDER BY 1, 2`)).rows;
+    const fromCopy = async () =>
+      (await db.query<{ ip_address: string; username: string; attempts: number }>(
+        `SELECT ip_address, username, count(*)::int AS attempts FROM warden_failed_login GROUP BY 1, 2 ORDER BY 1, 2`,
+      )).rows;
+    expect(await counters()).toEqual(await fromCopy());
     await db.query('SELECT warden_failed_login_rebuild()');
-    const after = await db.query<{ ip_address: string; username: string; attempts: number }>(`SELECT ip_address, username, attempts FROM warden_failed_login_pair ORDER BY 1, 2`);
-    // The rebuild counts only what the copy holds; the trigger-kept counters may only be higher.
-    for (const p of after.rows) {
-      const b = before.rows.find((x) => x.ip_address === p.ip_address && x.username === p.username);
-      expect(b?.attempts ?? 0).toBeGreaterThanOrEqual(p.attempts);
-    }
-    await db.query(`UPDATE warden_failed_login SET "timestamp" = now() - interval '40 days' WHERE username = 'bob'`);
-    await db.query(`UPDATE warden_failed_login_pair SET last_at = now() - interval '40 days' WHERE username = 'bob'`);
+    expect(await counters()).toEqual(await fromCopy());
+    // Half of bob's slow attempts age out of the copy: the prune removes them and subtracts them.
+    await db.query(`UPDATE warden_failed_login SET "timestamp" = now() - interval '40 days' WHERE username = 'bob' AND "timestamp" < now() - interval '10 days 12 hours'`);
     const { rows } = await db.query<{ n: number }>('SELECT warden_failed_login_prune()::int AS n');
-    expect(rows[0].n).toBe(20);
-    expect((await db.query(`SELECT 1 FROM warden_failed_login_pair WHERE username = 'bob'`)).rowCount).toBe(0);
+    expect(rows[0].n).toBe(10);
+    expect(await counters()).toEqual(await fromCopy());
+    expect((await counters()).find((p) => p.username === 'bob')?.attempts).toBe(10);
+    // Everything of a pair gone: the counter goes too.
+    await db.query(`UPDATE warden_failed_login SET "timestamp" = now() - interval '40 days' WHERE username = 'bob'`);
+    await db.query('SELECT warden_failed_login_prune()');
+    expect((await counters()).find((p) => p.username === 'bob')).toBeUndefined();
+    expect(await counters()).toEqual(await fromCopy());
   });
 });
 
