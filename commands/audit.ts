@@ -219,7 +219,7 @@ function diffValue(field: string, v: unknown, masker: Masker): string {
 }
 
 /** A history entry: who did what, and the fields that changed (before → after). */
-export function historyEntry(row: AuditRow, masker: Masker): string {
+export function historyEntry(row: AuditRow, masker: Masker, snapshotDays = 30, now = new Date()): string {
   const head = `• \`${when(row.timestamp)}\` ${md.code(row.action)} by ${who(row)}${row.ip_address ? ` from ${md.escape(masker.ip(row.ip_address))}` : ''}`;
   const lines = [head];
   if (row.before_state || row.after_state) {
@@ -227,7 +227,13 @@ export function historyEntry(row: AuditRow, masker: Masker): string {
     const shown = changes.slice(0, 12).map((c) => `${md.escape(c.field)}: ${diffValue(c.field, c.before, masker)} → ${diffValue(c.field, c.after, masker)}`);
     if (changes.length > 12) shown.push(`… ${changes.length - 12} more fields`);
     lines.push(`    ${shown.length ? shown.join(' · ') : '_no field changed_'}`);
-  } else if (row.before_state === null && row.after_state === null && (row.action === 'role_change' || row.action === 'user_updated')) {
+  } else if (
+    row.before_state === null &&
+    row.after_state === null &&
+    (row.action === 'role_change' || row.action === 'user_updated') &&
+    // Only rows old enough for retention to have cleared them; newer ones never had snapshots.
+    now.getTime() - row.timestamp.getTime() > snapshotDays * 86_400_000
+  ) {
     lines.push('    _snapshots cleared by retention_');
   }
   const d = detailsLine(row.details, masker, 200);
@@ -282,7 +288,7 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
     v.m === 'h'
       ? `History of ${md.escape(v.n ? `${v.n} (${q.e} ${q.ei})` : `${q.e} ${q.ei}`)}`
       : v.m === 't'
-        ? `Timeline of *${md.escape(q.u ?? '')}*`
+        ? `Timeline of ${md.escape(q.u ?? '')}`
         : v.m === 'd'
           ? 'Deletions'
           : 'Audit entries';
@@ -304,7 +310,8 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
     const text = `${heading}: nothing matches ${described}.${hint}`;
     return { text: text.replace(/[*`_]/g, ''), blocks: [{ type: 'text', text }] };
   }
-  const render = v.m === 'h' ? historyEntry : v.m === 'd' ? deletionEntry : compactRow;
+  const snapshotDays = services.config.AUDIT_SNAPSHOT_DAYS;
+  const render = v.m === 'h' ? (r: AuditRow, m: Masker) => historyEntry(r, m, snapshotDays) : v.m === 'd' ? deletionEntry : compactRow;
   const lines = page.rows.map((r) => render(r, masker));
   const blocks: Block[] = [
     { type: 'text', text: `*${heading}* · ${totalText} match ${described} · newest first` },
@@ -421,7 +428,7 @@ const failedLogins: Subcommand<{ window: string; seconds: number; min?: number }
     }
     const lines = groups.map(
       (g) =>
-        `• *${g.attempts}* ${g.attempts === 1 ? 'attempt' : 'attempts'} · ${g.ip_address ? md.escape(masker.ip(g.ip_address)) : '_no IP_'} · ${
+        `• *${g.attempts}* ${g.attempts === 1 ? 'attempt' : 'attempts'} · ${g.ip_address ? md.escape(masker.ipTagged(g.ip_address)) : '_no IP_'} · ${
           g.username ? `user *${md.escape(masker.text(g.username))}*` : '_no username_'
         } · first \`${when(g.first_attempt)}\` · last \`${when(g.last_attempt)}\``,
     );

@@ -205,7 +205,8 @@ const failures: Subcommand<z.infer<typeof failuresSchema>> = {
     const lines = groups.map((g) => {
       const who = g.usernames.length ? ` (${g.usernames.map((u) => md.escape(m.text(u))).join(', ')}${g.users > g.usernames.length ? ', …' : ''})` : '';
       const spike = g.attempts > threshold ? ' :rotating_light:' : '';
-      return `• ${md.code(g.ip_address ? m.ip(g.ip_address) : 'unknown IP')}: *${g.attempts}* failure${g.attempts === 1 ? '' : 's'}, ${g.users} user${g.users === 1 ? '' : 's'}${who}, ${md.date(g.first_at)} – ${md.date(g.last_at)}${spike}`;
+      // Masked IPs of one /16 look alike: the short keyed tag keeps the groups apart.
+      return `• ${md.code(g.ip_address ? m.ipTagged(g.ip_address) : 'unknown IP')}: *${g.attempts}* failure${g.attempts === 1 ? '' : 's'}, ${g.users} user${g.users === 1 ? '' : 's'}${who}, ${md.date(g.first_at)} – ${md.date(g.last_at)}${spike}`;
     });
     const blocks: Block[] = [
       { type: 'text', text: `*${total} 2FA verification failure${total === 1 ? '' : 's'} in the last ${md.escape(window.text)}* from ${groups.length}${groups.length === 25 ? '+' : ''} IP${groups.length === 1 ? '' : 's'}\n${lines.join('\n')}` },

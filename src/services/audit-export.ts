@@ -15,6 +15,8 @@ import { writeAudit } from './audit-writer.js';
 import type { Chat, PostedRef } from './chat.js';
 import { requireAdmin, type Actor } from './identity.js';
 import { Masker } from './masking.js';
+import { scrubAuditRow } from './audit-scrub.js';
+import { csvCell, csvLine } from './csv.js';
 
 /**
  * `/audit export`: the rows of a search as a CSV file uploaded to the conversation.
@@ -43,20 +45,13 @@ export const CSV_COLUMNS = [
 
 export const MAX_EXPORT_ROWS = 1_000_000;
 
-/** One CSV cell (RFC 4180), neutralising spreadsheet formulas (`=`, `+`, `-`, `@` first). */
-export function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  let s = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
-  if (typeof v === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-export function csvLine(cells: unknown[]): string {
-  return `${cells.map(csvCell).join(',')}\r\n`;
-}
+// The CSV cell rules (formula neutralisation) live in ./csv.ts; re-exported for existing callers.
+export { csvCell, csvLine };
 
 /** A row as CSV, masked by `masker` (a disabled Masker for unmasked exports). */
-export function auditCsvLine(row: AuditRow, masker: Masker): string {
+export function auditCsvLine(raw: AuditRow, masker: Masker): string {
+  // Secrets the application wrote are hidden in masked and unmasked exports alike.
+  const row = scrubAuditRow(raw);
   const json = (v: Record<string, unknown> | null) => (v ? masker.text(JSON.stringify(v)) : '');
   return csvLine([
     row.id,
@@ -258,7 +253,7 @@ export function createAuditServices(deps: { config: Config; db: Db; chat: Chat; 
       db: deps.db,
       chat: deps.chat,
       search: auditSearch,
-      masker: new Masker(deps.config.ANONYMIZE_AUDIT_LOGS),
+      masker: new Masker(deps.config.ANONYMIZE_AUDIT_LOGS, deps.config.SLACK_SIGNING_SECRET),
       logger: deps.logger,
     }),
     auditRetention: new AuditRetention(deps.db, {

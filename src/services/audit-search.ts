@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseDuration } from '../config.js';
 import type { Queryable } from '../db/index.js';
 import { UserError } from '../errors.js';
+import { scrubAuditRow } from './audit-scrub.js';
 
 /**
  * The read side of the guide's "Audit Log Review": filtered search with keyset paging,
@@ -285,7 +286,9 @@ export class AuditSearch {
         ORDER BY ${order}`,
       p.values,
     );
-    return rows;
+    // The one reader of audit rows for every view and export: secrets the application
+    // wrote into details or snapshots are hidden here (issue 11).
+    return rows.map(scrubAuditRow);
   }
 
   /** How many rows match, exactly up to `cap`; `estimate` allows the count line's planner estimate. */

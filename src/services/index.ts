@@ -97,7 +97,7 @@ export function createServices(deps: ServiceDeps): Services {
         from: config.EMAIL_FROM,
         timeoutMs: config.EMAIL_TIMEOUT_MS,
       }),
-    masker: new Masker(config.ANONYMIZE_AUDIT_LOGS),
+    masker: new Masker(config.ANONYMIZE_AUDIT_LOGS, config.SLACK_SIGNING_SECRET),
     ...createAuditServices({ config, db, chat: deps.chat, logger: deps.logger }),
     outbox: new Outbox(db, deps.alertChat ?? deps.chat, deps.logger, {
       pollMs: config.OUTBOX_POLL_MS,

@@ -8,6 +8,7 @@ import type { Message } from '../ui.js';
 import { lockoutCard } from '../slack/cards/lockouts.js';
 import { requireAdmin, type Actor } from './identity.js';
 import type { Masker } from './masking.js';
+import { scrubAuditRow } from './audit-scrub.js';
 import type { Outbox } from './outbox.js';
 
 /**
@@ -324,7 +325,7 @@ export class LockoutAlerts {
         LIMIT $3`,
       [username, before, limit],
     );
-    return rows;
+    return rows.map(scrubAuditRow);
   }
 
   /** What the alert card shows (rendered by src/slack/cards/lockouts.ts). */

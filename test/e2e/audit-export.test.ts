@@ -252,3 +252,49 @@ describe('/audit retention and the nightly job', () => {
     expect(textOf(again.args)).toContain('snapshots of *0* entries');
   });
 });
+
+describe('secrets the application wrote never reach Slack (issue 11)', () => {
+  const SECRET = 'JBSWY3DPEHPK3PXP';
+  it('history, timeline, search and the masked and unmasked exports show [hidden], never the value', async () => {
+    await ins({
+      ts: ago(0), // the newest row: first on the history page
+      user: bob.id,
+      action: 'user_updated',
+      details: { username: 'bob', Session: { API_KEY: SECRET }, extra: JSON.stringify({ totp_secret: SECRET }), client_ip: '2401:4900:1c5a:2b3::17' },
+      ip: '::ffff:192.168.1.1',
+      before: { role: 'biller', totp_secret: SECRET, password_hash: `pbkdf2$${SECRET}` },
+      after: { role: 'dispatcher', totp_secret: null, password_reset_token: SECRET },
+    });
+    for (const line of ['/audit history bob', '/audit timeline bob', '/audit action:user_updated']) {
+      const { text } = await run(line);
+      expect(text, line).not.toContain(SECRET);
+      expect(text, line).not.toContain('192.168.1.1');
+      expect(text, line).not.toContain('1c5a');
+    }
+    expect((await run('/audit history bob')).text).toContain('[hidden]');
+
+    const { i } = await run('/audit export action:user_updated');
+    const complete = await t.fake.waitFor((c) => c.method === 'files.completeUploadExternal', 5000, i.since);
+    const masked = uploadedCsv(complete.args.files[0].id);
+    expect(masked).not.toContain(SECRET);
+    expect(masked).toContain('[hidden]');
+    expect(masked).not.toContain('1c5a');
+    expect(masked).toContain('::ffff:192.168.xxx.xxx');
+
+    const form = await t.driver.reply(await t.driver.command('U_ALICE', '/audit export action:user_updated --unmasked'));
+    // The next time step: alice's current code was spent by an earlier test (a code is accepted once).
+    const ok = await t.driver.submit('U_ALICE', form.args.view, { totp: await totpOf(alice, 30) });
+    expect(ok.answer.status).toBe(200);
+    const done = await t.fake.waitFor((c) => c.method === 'files.completeUploadExternal' && c.args.channel_id !== complete.args.channel_id, 10_000, i.since);
+    const clear = uploadedCsv(done.args.files[0].id);
+    expect(clear).toContain('2401:4900:1c5a:2b3::17');
+    expect(clear).not.toContain(SECRET);
+    expect(clear).toContain('[hidden]');
+  });
+
+  it('the timeline heading is bold once', async () => {
+    const { reply } = await run('/audit timeline bob');
+    expect(JSON.stringify(reply.args.blocks)).toContain('*Timeline of bob*');
+    expect(JSON.stringify(reply.args.blocks)).not.toContain('bob**');
+  });
+});

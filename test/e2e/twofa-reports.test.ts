@@ -99,8 +99,9 @@ describe('/2fa reports', () => {
   it('groups recent 2FA failures by IP, masked, with counts and a spike marker', async () => {
     const text = textOf((await run('U_ALICE', '/2fa failures')).args);
     expect(text).toContain('9 2FA verification failures in the last 1h* from 2 IPs');
-    expect(text).toMatch(/`192\.168\.xxx\.xxx`: \*7\* failures, 1 user \(eve\).*:rotating_light:/);
-    expect(text).toMatch(/`10\.0\.xxx\.xxx`: \*2\* failures, 1 user \(dave\)/);
+    // A short keyed tag keeps masked IPs of one /16 apart (issue 11).
+    expect(text).toMatch(/`192\.168\.xxx\.xxx ·[0-9a-f]{6}`: \*7\* failures, 1 user \(eve\).*:rotating_light:/);
+    expect(text).toMatch(/`10\.0\.xxx\.xxx ·[0-9a-f]{6}`: \*2\* failures, 1 user \(dave\)/);
     expect(text).not.toContain('192.168.1.50');
     expect(text).not.toContain('172.16');
     const week = textOf((await run('U_ALICE', '/2fa failures window:7d')).args);
