@@ -104,6 +104,14 @@ export async function benchDatabase(
 export async function rebuildDerived(db: Queryable): Promise<void> {
   const fn = await db.query<{ f: string | null }>(`SELECT to_regproc('warden_failed_login_rebuild')::text AS f`);
   if (fn.rows[0]?.f) await db.query('SELECT warden_failed_login_rebuild()');
+  // The history predates "installing" Warden: its scan cursors start at the present, as
+  // sql/007 sets them on a real install (else the lockout watcher first walks 10 M rows).
+  const cursors = await db.query<{ t: string | null }>(`SELECT to_regclass('warden_cursor')::text AS t`);
+  if (cursors.rows[0]?.t) {
+    await db.query(
+      `UPDATE warden_cursor SET position = (SELECT coalesce(max(id), 0) FROM audit_log) WHERE name IN ('lockout_audit', 'burst_audit')`,
+    );
+  }
 }
 
 /**

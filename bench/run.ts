@@ -33,7 +33,13 @@ async function main() {
   for (const f of files) {
     ctx.log(`suite ${f}`);
     const mod = await import(path.join(here, 'suites', f));
-    rows.push(...(await mod.run(ctx)));
+    try {
+      rows.push(...(await mod.run(ctx)));
+    } catch (e) {
+      // One suite failing must not lose the others' figures: it becomes a row that fails.
+      ctx.log(`suite ${f} failed: ${(e as Error).stack ?? e}`);
+      rows.push({ suite: f.replace(/\.ts$/, ''), name: `suite crashed: ${String((e as Error).message ?? e).slice(0, 100)}`, n: 0, unit: '', target: 'runs', pass: false });
+    }
   }
   const load = os.loadavg();
   printTable(rows);
