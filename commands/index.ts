@@ -3,6 +3,7 @@ import { auditCommand } from './audit.js';
 import type { CommandModule, InteractionModule } from './types.js';
 import { healthCommand } from './health.js';
 import { promotionsCommand } from './promotions.js';
+import { stormInteractions } from './storms.js';
 import { twofaCommand } from './twofa.js';
 import { usersCommand } from './users.js';
 
@@ -10,4 +11,4 @@ import { usersCommand } from './users.js';
 export const commands: CommandModule[] = [usersCommand, promotionsCommand, twofaCommand, healthCommand, auditCommand];
 
 /** Interaction handlers that belong to no slash command (alert buttons, App Home). */
-export const interactionModules: InteractionModule[] = [alertsInteractions];
+export const interactionModules: InteractionModule[] = [alertsInteractions, stormInteractions];

@@ -15,6 +15,7 @@ import { Outbox } from './outbox.js';
 import { BurstAlerts } from './bursts.js';
 import { Digests } from './digests.js';
 import { LockoutAlerts } from './lockouts.js';
+import { AlertStorms } from './storms.js';
 import { PromotionService } from './promotions.js';
 import { StepUpService } from './step-up.js';
 import { TwoFaRecoveryService } from './twofa-recovery.js';
@@ -47,6 +48,8 @@ export interface Services {
   outbox: Outbox;
   /** Lockout alerts to SECURITY_CHANNEL within seconds: NOTIFY + cursor catch-up (issue 7). */
   lockouts: LockoutAlerts;
+  /** Lockout storms: one summary message per storm instead of a card per lockout (issue 12). */
+  storms: AlertStorms;
   /** Failed-login bursts and 2FA failure spikes, one alert per IP per window, updated (issue 7). */
   bursts: BurstAlerts;
   /** The daily security digest (issue 7). */
@@ -104,10 +107,12 @@ export function createServices(deps: ServiceDeps): Services {
       paceMs: config.OUTBOX_PACE_MS,
       maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
     }),
-  } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin' | 'lockouts' | 'bursts' | 'digests'>;
-  const alertDeps = { config, db, outbox: services.outbox, masker: services.masker, logger: deps.logger };
+  } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin' | 'lockouts' | 'bursts' | 'digests' | 'storms'>;
+  const baseAlertDeps = { config, db, outbox: services.outbox, masker: services.masker, logger: deps.logger };
+  const alertDeps = { ...baseAlertDeps, storms: new AlertStorms(baseAlertDeps) };
   const all: Services = {
     ...services,
+    storms: alertDeps.storms,
     lockouts: new LockoutAlerts(alertDeps),
     bursts: new BurstAlerts(alertDeps),
     digests: new Digests(alertDeps),

@@ -10,6 +10,7 @@ import { requireAdmin, type Actor } from './identity.js';
 import type { Masker } from './masking.js';
 import { scrubAuditRow } from './audit-scrub.js';
 import type { Outbox } from './outbox.js';
+import type { AlertStorms } from './storms.js';
 
 /**
  * Lockout alerts (issue 7): an account reaching `login_locked` is posted to
@@ -41,6 +42,22 @@ export interface LockoutAlertRow {
   post_id: number;
   unlocked_by: string | null;
   unlocked_at: Date | null;
+  /** Set when the lockout is part of a storm (one summary message instead of a card). */
+  storm_id?: number | null;
+}
+
+/** A lockout seen in audit_log (login_locked) or in warden_lock_event (locked_until set). */
+interface LockoutEvent {
+  source: string;
+  /** Position in its source's cursor (audit_log.id or warden_lock_event.id). */
+  cursorId: number;
+  at: Date;
+  userId: number | null;
+  username: string | null;
+  lockedUntil: Date | null;
+  auditId: number | null;
+  dedupe: string;
+  deliberate?: boolean;
 }
 
 interface AccountInfo {
@@ -84,6 +101,7 @@ export interface LockoutDeps {
   outbox: Outbox;
   masker: Masker;
   logger: Logger;
+  storms: AlertStorms;
 }
 
 export class LockoutAlerts {
@@ -123,119 +141,129 @@ export class LockoutAlerts {
     return this.flight.run();
   }
 
-  /** One batch in one transaction: alerts, merges, cursors and outbox rows commit together. */
+  /**
+   * One batch: the candidates are read without locks, then each event is handled in its own
+   * short transaction (alert, merge or storm, its outbox row, its source record and the
+   * cursor commit together), so the outbox sees each lockout as soon as it is scanned — a
+   * wave of 200 lockouts is not one long transaction (issue 15).
+   */
   private async scanBatch(): Promise<number> {
     const { db, config, logger } = this.deps;
-    return db.tx(async (q) => {
-      // The cursor rows are the mutex: a second replica waits here, then finds nothing new.
-      const cursors = await q.query<{ name: string; position: number }>(
-        `SELECT name, position FROM warden_cursor WHERE name IN ('lockout_audit', 'lockout_user_event') ORDER BY name FOR UPDATE`,
-      );
-      const pos = Object.fromEntries(cursors.rows.map((r) => [r.name, r.position]));
-      let auditPos = pos.lockout_audit ?? 0;
-      const userPos = pos.lockout_user_event ?? 0;
-      // audit_log restarted its ids (restored, truncated): follow it rather than wait forever.
-      const maxAudit = (await q.query<{ m: number }>('SELECT coalesce(max(id), 0) AS m FROM audit_log')).rows[0].m;
-      if (auditPos > maxAudit) {
-        logger.warn({ cursor: auditPos, maxAudit }, 'audit_log ids went backwards; lockout cursor follows');
-        auditPos = maxAudit;
-      }
-
-      const audits = await q.query<{ id: number; at: Date; user_id: number | null; username: string | null }>(
-        `SELECT a.id, a."timestamp" AS at, a.user_id, a.details->>'username' AS username
-           FROM audit_log a
-          WHERE a.id IN (
-                  -- Two index range scans (primary key past the cursor; action + recent time)
-                  -- rather than one OR that walks every login_locked entry of the index.
-                  SELECT id FROM audit_log WHERE id > $1 AND action = 'login_locked'
-                  UNION ALL
-                  SELECT id FROM audit_log WHERE action = 'login_locked' AND "timestamp" > now() - make_interval(mins => $2::int))
-            AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'audit:' || a.id)
-          ORDER BY a.id
-          LIMIT ${BATCH}`,
-        [auditPos, RESCAN_MINUTES],
-      );
-      // Not lockouts: an admin locking or disabling an account on purpose (the same
-      // transaction wrote a user_updated/role_change audit row — Warden's /users edit or the
-      // dashboard), or "disabled" (locked until the year 9999).
-      const users = await q.query<{ id: number; at: Date; user_id: number; locked_until: Date; deliberate: boolean }>(
-        `SELECT e.id, e.created_at AS at, e.user_id, e.locked_until,
-                (e.locked_until >= '9000-01-01'::timestamptz
-                 OR EXISTS (SELECT 1 FROM audit_log a
-                             WHERE a.entity_type = 'user' AND a.entity_id = e.user_id
-                               AND a.action IN ('user_updated', 'role_change') AND a."timestamp" = e.created_at)) AS deliberate
-           FROM warden_lock_event e
-          WHERE (e.id > $1 OR e.created_at > now() - make_interval(mins => $2::int))
-            AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'user:' || e.id)
-          ORDER BY e.id
-          LIMIT ${BATCH}`,
-        [userPos, RESCAN_MINUTES],
-      );
-
-      type Ev = {
-        source: string;
-        at: Date;
-        userId: number | null;
-        username: string | null;
-        lockedUntil: Date | null;
-        auditId: number | null;
-        dedupe: string;
-        deliberate?: boolean;
-      };
-      const events: Ev[] = [
-        ...audits.rows.map((r) => ({
-          source: `audit:${r.id}`,
-          at: r.at,
-          userId: r.user_id,
-          username: r.username,
-          lockedUntil: null,
-          auditId: r.id,
-          dedupe: `lockout:audit:${r.id}`,
-        })),
-        ...users.rows.map((r) => ({
-          source: `user:${r.id}`,
-          at: r.at,
-          userId: r.user_id,
-          username: null,
-          lockedUntil: r.locked_until,
-          auditId: null,
-          dedupe: `lockout:user:${r.user_id}:${r.locked_until.getTime()}`,
-          deliberate: r.deliberate,
-        })),
-      ].sort((a, b) => a.at.getTime() - b.at.getTime());
-
-      let queued = 0;
-      const channel = this.channel;
-      const catchUpFrom = Date.now() - config.LOCKOUT_CATCHUP_WINDOW * 1000;
-      let skippedOld = 0;
-      for (const ev of events) {
+    const { events, full } = await this.readBatch();
+    const channel = this.channel;
+    const catchUpFrom = Date.now() - config.LOCKOUT_CATCHUP_WINDOW * 1000;
+    let queued = 0;
+    let skippedOld = 0;
+    for (let i = 0; i < events.length; i++) {
+      const ev = events[i];
+      const outcome = await db.tx(async (q) => {
+        // The cursor rows are the mutex: a second replica waits here, then finds the event handled.
+        await q.query(`SELECT name FROM warden_cursor WHERE name IN ('lockout_audit', 'lockout_user_event') ORDER BY name FOR UPDATE`);
+        const seen = await q.query('SELECT 1 FROM warden_lockout_source WHERE source = $1', [ev.source]);
+        if (seen.rows.length) return 'seen' as const;
         let alertId: number | null = null;
+        let result: 'queued' | 'old' | 'other' = 'other';
         if (!channel || ev.deliberate) {
           // Nowhere to post, or not a lockout: remember it was seen so it is not posted later.
         } else if (ev.at.getTime() < catchUpFrom) {
-          skippedOld++;
+          result = 'old';
         } else {
-          alertId = await this.handle(q, channel, ev);
-          if (alertId !== null && alertId > 0) queued++;
+          // The rest of this batch counts towards the rate: a wave is recognised from its first lockout.
+          alertId = await this.handle(q, channel, ev, events.length - i - 1);
+          if (alertId !== null && alertId > 0) result = 'queued';
           if (alertId !== null) alertId = Math.abs(alertId);
         }
         await q.query('INSERT INTO warden_lockout_source (source, alert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [ev.source, alertId]);
-      }
-      if (skippedOld) logger.info({ skipped: skippedOld }, 'lockouts older than LOCKOUT_CATCHUP_WINDOW were not posted');
-      if (!channel && events.length) logger.warn({ events: events.length }, 'lockouts seen but neither SECURITY_CHANNEL nor ALERTS_CHANNEL is set');
+        await q.query(`UPDATE warden_cursor SET position = GREATEST(position, $2), updated_at = now() WHERE name = $1`, [
+          ev.auditId !== null ? 'lockout_audit' : 'lockout_user_event',
+          ev.cursorId,
+        ]);
+        return result;
+      });
+      if (outcome === 'queued') queued++;
+      if (outcome === 'old') skippedOld++;
+    }
+    if (skippedOld) logger.info({ skipped: skippedOld }, 'lockouts older than LOCKOUT_CATCHUP_WINDOW were not posted');
+    if (!channel && events.length) logger.warn({ events: events.length }, 'lockouts seen but neither SECURITY_CHANNEL nor ALERTS_CHANNEL is set');
+    if (!full) {
+      // Housekeeping of the idempotency records well past the re-read horizon (once caught up).
+      await db.query(`DELETE FROM warden_lockout_source WHERE created_at < now() - interval '2 days'`);
+      await db.query(`DELETE FROM warden_lock_event WHERE created_at < now() - interval '2 days'`);
+    }
+    return full ? BATCH : queued;
+  }
 
-      const newAudit = Math.max(auditPos, ...audits.rows.map((r) => r.id));
-      const newUser = Math.max(userPos, ...users.rows.map((r) => r.id));
-      await q.query(
-        `INSERT INTO warden_cursor (name, position, updated_at) VALUES ('lockout_audit', $1, now()), ('lockout_user_event', $2, now())
-         ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()`,
-        [newAudit, newUser],
-      );
-      // Housekeeping of the idempotency records well past the re-read horizon.
-      await q.query(`DELETE FROM warden_lockout_source WHERE created_at < now() - interval '2 days'`);
-      await q.query(`DELETE FROM warden_lock_event WHERE created_at < now() - interval '2 days'`);
-      return audits.rows.length >= BATCH || users.rows.length >= BATCH ? BATCH : queued;
-    });
+  /** The lockout events not handled yet (both sources, oldest first), read without locks. */
+  private async readBatch(): Promise<{ events: LockoutEvent[]; full: boolean }> {
+    const { db, logger } = this.deps;
+    const cursors = await db.query<{ name: string; position: number }>(
+      `SELECT name, position FROM warden_cursor WHERE name IN ('lockout_audit', 'lockout_user_event')`,
+    );
+    const pos = Object.fromEntries(cursors.rows.map((r) => [r.name, r.position]));
+    let auditPos = pos.lockout_audit ?? 0;
+    const userPos = pos.lockout_user_event ?? 0;
+    // audit_log restarted its ids (restored, truncated): follow it rather than wait forever.
+    const maxAudit = (await db.query<{ m: number }>('SELECT coalesce(max(id), 0) AS m FROM audit_log')).rows[0].m;
+    if (auditPos > maxAudit) {
+      logger.warn({ cursor: auditPos, maxAudit }, 'audit_log ids went backwards; lockout cursor follows');
+      auditPos = maxAudit;
+      await db.query(`UPDATE warden_cursor SET position = $1, updated_at = now() WHERE name = 'lockout_audit'`, [maxAudit]);
+    }
+
+    const audits = await db.query<{ id: number; at: Date; user_id: number | null; username: string | null }>(
+      `SELECT a.id, a."timestamp" AS at, a.user_id, a.details->>'username' AS username
+         FROM audit_log a
+        WHERE a.id IN (
+                -- Two index range scans (primary key past the cursor; action + recent time)
+                -- rather than one OR that walks every login_locked entry of the index.
+                SELECT id FROM audit_log WHERE id > $1 AND action = 'login_locked'
+                UNION ALL
+                SELECT id FROM audit_log WHERE action = 'login_locked' AND "timestamp" > now() - make_interval(mins => $2::int))
+          AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'audit:' || a.id)
+        ORDER BY a.id
+        LIMIT ${BATCH}`,
+      [auditPos, RESCAN_MINUTES],
+    );
+    // Not lockouts: an admin locking or disabling an account on purpose (the same
+    // transaction wrote a user_updated/role_change audit row — Warden's /users edit or the
+    // dashboard), or "disabled" (locked until the year 9999).
+    const users = await db.query<{ id: number; at: Date; user_id: number; locked_until: Date; deliberate: boolean }>(
+      `SELECT e.id, e.created_at AS at, e.user_id, e.locked_until,
+              (e.locked_until >= '9000-01-01'::timestamptz
+               OR EXISTS (SELECT 1 FROM audit_log a
+                           WHERE a.entity_type = 'user' AND a.entity_id = e.user_id
+                             AND a.action IN ('user_updated', 'role_change') AND a."timestamp" = e.created_at)) AS deliberate
+         FROM warden_lock_event e
+        WHERE (e.id > $1 OR e.created_at > now() - make_interval(mins => $2::int))
+          AND NOT EXISTS (SELECT 1 FROM warden_lockout_source s WHERE s.source = 'user:' || e.id)
+        ORDER BY e.id
+        LIMIT ${BATCH}`,
+      [userPos, RESCAN_MINUTES],
+    );
+    const events: LockoutEvent[] = [
+      ...audits.rows.map((r) => ({
+        source: `audit:${r.id}`,
+        cursorId: r.id,
+        at: r.at,
+        userId: r.user_id,
+        username: r.username,
+        lockedUntil: null,
+        auditId: r.id,
+        dedupe: `lockout:audit:${r.id}`,
+      })),
+      ...users.rows.map((r) => ({
+        source: `user:${r.id}`,
+        cursorId: r.id,
+        at: r.at,
+        userId: r.user_id,
+        username: null,
+        lockedUntil: r.locked_until,
+        auditId: null,
+        dedupe: `lockout:user:${r.user_id}:${r.locked_until.getTime()}`,
+        deliberate: r.deliberate,
+      })),
+    ].sort((x, y) => x.at.getTime() - y.at.getTime());
+    return { events, full: audits.rows.length >= BATCH || users.rows.length >= BATCH };
   }
 
   /**
@@ -243,11 +271,7 @@ export class LockoutAlerts {
    * Returns the alert id (positive when a new alert was queued, negative when merged),
    * or null when the account is unknown.
    */
-  private async handle(
-    q: Queryable,
-    channel: string,
-    ev: { at: Date; userId: number | null; username: string | null; lockedUntil: Date | null; auditId: number | null; dedupe: string },
-  ): Promise<number | null> {
+  private async handle(q: Queryable, channel: string, ev: LockoutEvent, comingInBatch: number): Promise<number | null> {
     const account = await this.account(q, ev.userId, ev.username);
     const username = account?.username ?? ev.username;
     if (!username) return null;
@@ -275,9 +299,7 @@ export class LockoutAlerts {
       }
       if (changes.length) {
         const { rows } = await q.query<LockoutAlertRow>(`UPDATE warden_lockout_alert SET ${changes.join(', ')} WHERE id = $1 RETURNING *`, params);
-        if (lockedUntil && changes.some((c) => c.startsWith('locked_until'))) {
-          await this.deps.outbox.update(q, existing.post_id, await this.card(q, rows[0]));
-        }
+        if (lockedUntil && changes.some((c) => c.startsWith('locked_until'))) await this.queueCardUpdate(q, rows[0]);
       }
       return -existing.id;
     }
@@ -298,7 +320,15 @@ export class LockoutAlerts {
       unlocked_by: null,
       unlocked_at: null,
     };
-    const postId = await this.deps.outbox.post(q, channel, await this.card(q, alert), { dedupeKey: ev.dedupe });
+    const { storms, config } = this.deps;
+    // A storm: one summary message for all of them instead of a card each.
+    const stormy = (await storms.open(q, channel)) || (await storms.lockoutsLastMinute(q)) + comingInBatch > storms.perMinute;
+    if (stormy) {
+      await storms.addLockout(q, channel, alert.id);
+      return alert.id;
+    }
+    // A single lockout's card waits a moment for the rest of a possible wave (then it is withdrawn into the storm).
+    const postId = await this.deps.outbox.post(q, channel, await this.card(q, alert), { dedupeKey: ev.dedupe, holdMs: config.LOCKOUT_STORM_HOLD_MS });
     await q.query('UPDATE warden_lockout_alert SET post_id = $2 WHERE id = $1', [alert.id, postId]);
     return alert.id;
   }
@@ -387,8 +417,19 @@ export class LockoutAlerts {
   }
 
   private async queueCardUpdate(q: Queryable, alert: LockoutAlertRow): Promise<void> {
-    // The card may have been pruned from the outbox long after (30 days): then there is nothing to update.
-    const card = await q.query('SELECT 1 FROM warden_outbox WHERE id = $1', [alert.post_id]);
+    // In a storm: its summary message says it too.
+    if (alert.storm_id) await this.deps.storms.queueMessage(q, alert.storm_id);
+    // No card (a storm's lockout), a card withdrawn into a storm, or one pruned from the outbox
+    // long after (30 days): then there is no card to update.
+    if (!alert.post_id) return;
+    const card = await q.query(`SELECT 1 FROM warden_outbox WHERE id = $1 AND status <> 'superseded'`, [alert.post_id]);
     if (card.rows.length) await this.deps.outbox.update(q, alert.post_id, await this.card(q, alert));
+  }
+
+  /** A lockout alert's card, for the storm's "individual cards on demand". */
+  async cardOf(q: Queryable, alertId: number): Promise<Message> {
+    const { rows } = await q.query<LockoutAlertRow>('SELECT * FROM warden_lockout_alert WHERE id = $1', [alertId]);
+    if (!rows[0]) throw new NotFoundError('That lockout alert no longer exists.');
+    return this.card(q, rows[0]);
   }
 }

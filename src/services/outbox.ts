@@ -157,14 +157,38 @@ export class Outbox {
   }
 
   /** Queue a new channel message. Same dedupeKey → never queued/posted twice (returns the existing id). */
-  async post(q: Queryable, channel: string, message: Message, opts: { dedupeKey?: string; threadOfId?: number } = {}): Promise<number> {
+  /**
+   * Queue a new channel message. Same dedupeKey → never queued/posted twice (returns the existing id).
+   * `holdMs` keeps it back that long (it can still be withdrawn meanwhile, see withdrawHeld).
+   */
+  async post(q: Queryable, channel: string, message: Message, opts: { dedupeKey?: string; threadOfId?: number; holdMs?: number } = {}): Promise<number> {
     let lane = channel;
     if (opts.threadOfId !== undefined) {
       const parent = await q.query<{ lane: string; kind: string }>('SELECT lane, kind FROM warden_outbox WHERE id = $1', [opts.threadOfId]);
       if (!parent.rows[0] || parent.rows[0].kind !== 'post') throw new Error(`outbox: no post ${opts.threadOfId} to reply to`);
       lane = parent.rows[0].lane;
     }
-    return this.insert(q, { kind: 'post', lane, channel, threadOfId: opts.threadOfId, message, dedupeKey: opts.dedupeKey });
+    return this.insert(q, { kind: 'post', lane, channel, threadOfId: opts.threadOfId, message, dedupeKey: opts.dedupeKey, holdMs: opts.holdMs });
+  }
+
+  /**
+   * Withdraws queued posts that have not started to go out (held, or waiting), with their
+   * pending updates. Returns the ids withdrawn; a post already on its way is not touched.
+   */
+  async withdrawHeld(q: Queryable, postIds: number[]): Promise<number[]> {
+    if (!postIds.length) return [];
+    const { rows } = await q.query<{ id: number }>(
+      `UPDATE warden_outbox SET status = 'superseded', sent_at = now()
+        WHERE id = ANY($1::bigint[]) AND kind = 'post' AND status = 'pending' AND post_started_at IS NULL
+          AND (claimed_until IS NULL OR claimed_until < now())
+        RETURNING id`,
+      [postIds],
+    );
+    const ids = rows.map((r) => r.id);
+    if (ids.length) {
+      await q.query(`UPDATE warden_outbox SET status = 'superseded', sent_at = now() WHERE target_id = ANY($1::bigint[]) AND status = 'pending'`, [ids]);
+    }
+    return ids;
   }
 
   /**
@@ -202,14 +226,14 @@ export class Outbox {
 
   private async insert(
     q: Queryable,
-    r: { kind: 'post' | 'dm'; lane: string; channel: string; threadOfId?: number; message: Message; dedupeKey?: string },
+    r: { kind: 'post' | 'dm'; lane: string; channel: string; threadOfId?: number; message: Message; dedupeKey?: string; holdMs?: number },
   ): Promise<number> {
     const inserted = await q.query<{ id: number }>(
-      `INSERT INTO warden_outbox (kind, lane, channel, thread_of_id, message, dedupe_key)
-       VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO warden_outbox (kind, lane, channel, thread_of_id, message, dedupe_key, next_attempt_at)
+       VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7::float8 / 1000))
        ON CONFLICT (dedupe_key) DO NOTHING
        RETURNING id`,
-      [r.kind, r.lane, r.channel, r.threadOfId ?? null, JSON.stringify(r.message), r.dedupeKey ?? null],
+      [r.kind, r.lane, r.channel, r.threadOfId ?? null, JSON.stringify(r.message), r.dedupeKey ?? null, r.holdMs ?? 0],
     );
     if (inserted.rows[0]) {
       await this.notify(q);

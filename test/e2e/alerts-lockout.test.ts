@@ -17,7 +17,9 @@ import { createTestStore } from '../helpers/store.js';
  */
 
 const SEC = 'C_SECURITY';
-const ENV = { SECURITY_CHANNEL: SEC, OUTBOX_BACKOFF_MAX: '1s', OUTBOX_POLL_MS: '200' };
+// These tests lock many accounts within a minute one by one to test single cards; storms
+// (more than LOCKOUT_STORM_PER_MINUTE a minute) have their own tests (test/faults/storms.test.ts).
+const ENV = { SECURITY_CHANNEL: SEC, OUTBOX_BACKOFF_MAX: '1s', OUTBOX_POLL_MS: '200', LOCKOUT_STORM_PER_MINUTE: '1000' };
 let db: Db;
 let store: Store;
 let fake: FakeSlack;

@@ -1,0 +1,87 @@
+import { z } from 'zod';
+import type { ActionHandler, InteractionModule, ViewHandler } from './types.js';
+import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
+import { ConflictError } from '../src/errors.js';
+import { STORM_ACTIONS } from '../src/slack/cards/storms.js';
+import { md } from '../src/ui.js';
+
+/**
+ * Buttons of a lockout storm's summary message (issue 12). Admins only: the router refuses
+ * everyone else before these run (none is a member interaction) and the services check again.
+ * "Unlock all listed" asks for the acting admin's 2FA code (step-up) and unlocks each account
+ * with the same audited unlock as `/users unlock`.
+ */
+
+const stormValue = z.object({ s: z.number().int().positive() }).strict();
+const AGAIN = 'the storm message in the security channel';
+
+const clickUnlockAll: ActionHandler = async (ctx, value) => {
+  const { s } = parseButtonValue(stormValue, value, AGAIN);
+  const locked = await ctx.services.storms.lockedAlerts(s);
+  if (!locked.length) return { kind: 'message', message: { text: 'Every account of this storm is already unlocked.' } };
+  const names = locked.slice(0, 30).map((a) => md.code(md.escape(a.username))).join(', ');
+  return {
+    kind: 'modal',
+    modal: {
+      callbackId: STORM_ACTIONS.unlockAll,
+      title: 'Unlock all listed',
+      submit: 'Unlock all',
+      metadata: JSON.stringify({ s }),
+      intro:
+        `Unlock the *${locked.length}* account${locked.length === 1 ? '' : 's'} of storm #${s} that are still locked: ${names}` +
+        `${locked.length > 30 ? ` and ${locked.length - 30} more` : ''}? Their failed login counters are reset. ` +
+        'In a credential-stuffing attack, make sure the attack has stopped (or the passwords were reset) first.',
+      fields: [totpField],
+    },
+  };
+};
+
+const submitUnlockAll: ViewHandler = async (ctx, values, metadata) => {
+  const { s } = parseModalMetadata(stormValue, metadata);
+  const { services, actor } = ctx;
+  await services.stepUp.verify(actor, typeof values.totp === 'string' ? values.totp : null);
+  const locked = await services.storms.lockedAlerts(s);
+  // A hundred audited unlocks can take longer than Slack's 3 seconds: the form closes at once
+  // and the storm message shows the result. Each unlock commits on its own with its audit row;
+  // if the process stops half-way, clicking again unlocks the rest.
+  const work = (async () => {
+    const done: number[] = [];
+    for (const a of locked) {
+      try {
+        // The same unlock as `/users unlock` (admin check, guide's SQL, unlock_account audit row).
+        await services.userAdmin.unlock(actor, a.username);
+      } catch (e) {
+        // Unlocked elsewhere meanwhile (or disabled): nothing to do; the record says it is not locked.
+        if (!(e instanceof ConflictError)) throw e;
+      }
+      done.push(a.id);
+    }
+    await services.storms.markUnlocked(actor, s, done, (q, alertId) => services.lockouts.cardOf(q, alertId));
+  })();
+  work.catch((err: unknown) => services.logger.error({ err, storm: s }, 'unlocking the accounts of a storm failed; click again to finish'));
+  return {
+    kind: 'close',
+    notice: {
+      text: `:unlock: Unlocking ${locked.length} account${locked.length === 1 ? '' : 's'} of storm #${s} (one audit row each). The storm message shows when it is done and who did it.`,
+    },
+  };
+};
+
+const clickCards: ActionHandler = async (ctx, value) => {
+  const { s } = parseButtonValue(stormValue, value, AGAIN);
+  const n = await ctx.services.storms.postCards(ctx.actor, s, (q, alertId) => ctx.services.lockouts.cardOf(q, alertId));
+  return {
+    kind: 'message',
+    message: { text: n ? `Posting ${n} individual card${n === 1 ? '' : 's'} in the storm's thread (about one a second).` : 'Every lockout of this storm already has its card.' },
+  };
+};
+
+export const stormInteractions: InteractionModule = {
+  actions: {
+    [STORM_ACTIONS.unlockAll]: clickUnlockAll,
+    [STORM_ACTIONS.cards]: clickCards,
+  },
+  views: {
+    [STORM_ACTIONS.unlockAll]: submitUnlockAll,
+  },
+};
