@@ -132,6 +132,7 @@ export function createServices(deps: ServiceDeps): Services {
       config,
       db,
       chat: services.chat,
+      outbox: services.outbox,
       identity: services.identity,
       stepUp: services.stepUp,
       masker: services.masker,

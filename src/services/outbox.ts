@@ -506,7 +506,12 @@ export class Outbox {
       if (!parent) throw new Error('parent not delivered');
       threadTs = parent.ts;
     }
-    const channel = row.kind === 'dm' ? await this.dmChannel(row.channel) : row.channel;
+    if (row.kind === 'dm' && !this.chat.openDm) {
+      // A chat port that cannot open the conversation itself: its plain DM (no check for an earlier copy).
+      await this.markStarted(row);
+      return this.settlePost(row, await this.chat.dm(row.channel, row.message));
+    }
+    const channel = row.kind === 'dm' ? await this.chat.openDm!(row.channel) : row.channel;
     const mark = this.markOf(row);
     if (row.post_started_at) {
       // An earlier attempt may have landed (no answer, or its replica froze past the lease).
@@ -516,19 +521,18 @@ export class Outbox {
         return this.settlePost(row, found);
       }
     }
-    // Committed before the request leaves: whoever holds this row next knows to check first.
-    const started = await this.db.query(
-      `UPDATE warden_outbox SET post_started_at = coalesce(post_started_at, now()) WHERE id = $1 AND claim_token = $2 RETURNING id`,
-      [row.id, row.claim_token],
-    );
-    if (!started.rowCount) return false; // the lease was lost before sending: someone else has the row
+    if (!(await this.markStarted(row))) return false; // the lease was lost before sending: someone else has the row
     const ref = await this.chat.post(channel, row.message, { ...(threadTs ? { threadTs } : {}), mark });
     return this.settlePost(row, ref);
   }
 
-  private async dmChannel(slackUserId: string): Promise<string> {
-    if (this.chat.openDm) return this.chat.openDm(slackUserId);
-    throw new Error('this chat port cannot open direct messages');
+  /** Committed before the request leaves: whoever holds this row next knows to check first. */
+  private async markStarted(row: OutboxRow): Promise<boolean> {
+    const started = await this.db.query(
+      `UPDATE warden_outbox SET post_started_at = coalesce(post_started_at, now()) WHERE id = $1 AND claim_token = $2 RETURNING id`,
+      [row.id, row.claim_token],
+    );
+    return started.rowCount > 0;
   }
 
   /** The message an earlier attempt posted, if any; null when there is none or it cannot be checked. */

@@ -8,6 +8,7 @@ import { md } from '../ui.js';
 import { decidedText, decisionDm, renderCard } from '../slack/cards/promotions.js';
 import { writeAudit } from './audit-writer.js';
 import type { Chat, PostedRef } from './chat.js';
+import type { Outbox } from './outbox.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
 import type { Masker } from './masking.js';
 import type { StepUpService } from './step-up.js';
@@ -82,6 +83,8 @@ export interface PromotionDeps {
   config: Config;
   db: Db;
   chat: Chat;
+  /** Announcements owed by decisions (card update, DM) are queued here in the deciding transaction. */
+  outbox: Outbox;
   identity: IdentityService;
   stepUp: StepUpService;
   masker: Masker;
@@ -348,18 +351,20 @@ export class PromotionService {
         details: { ...source, requester_id: request.user_id, ...(notes ? { admin_notes: notes } : {}), requires_2fa_enrolment: needs2fa },
       });
       await recordDecider(q, request.id, actor.slack.userId);
+      await this.queueAnnouncements(q, request.id);
       return request;
     });
     return this.finishDecision(id, !!decided);
   }
 
-  /** After the deciding transaction: the loser is told who won; the winner's card and DM go out after answering. */
+  /**
+   * After the deciding transaction: the loser is told who won. The winner's card update and
+   * the requester's DM were queued in the outbox by that transaction, so they are delivered
+   * (once) even if this process dies right after the commit.
+   */
   private async finishDecision(id: number, won: boolean): Promise<PromotionView> {
     if (!won) return this.lostRace(id);
-    const view = await this.load(id);
-    // Slack wants the modal submission answered within 3 s: the card and the DM go out after.
-    this.inBackground(this.afterDecision(view));
-    return view;
+    return this.load(id);
   }
 
   /** The Reject click: same checks as Approve (no step-up: rejecting grants nothing). */
@@ -402,6 +407,7 @@ export class PromotionService {
         details: { promotion_request_id: request.id, requester_id: request.user_id, username: u[0]?.username, rejection_reason: reason },
       });
       await recordDecider(q, request.id, actor.slack.userId);
+      await this.queueAnnouncements(q, request.id);
       return request;
     });
     return this.finishDecision(id, !!decided);
@@ -417,16 +423,9 @@ export class PromotionService {
     throw new ConflictError(decidedText(view));
   }
 
-  private readonly pending = new Set<Promise<void>>();
-
-  private inBackground(p: Promise<void>): void {
-    const tracked = p.catch((err) => this.deps.logger.warn({ err }, 'promotion announcement failed')).finally(() => this.pending.delete(tracked));
-    this.pending.add(tracked);
-  }
-
-  /** Resolves when announcements (card updates, DMs) started by decisions have finished. */
+  /** Resolves when the announcements of decisions made so far have been handed to the outbox (they are, at commit). */
   async idle(): Promise<void> {
-    while (this.pending.size) await Promise.all([...this.pending]);
+    await this.deps.outbox.deliverDue();
   }
 
   // ── Expiry ───────────────────────────────────────────────────────────────────────────
@@ -453,16 +452,10 @@ export class PromotionService {
           entityId: r.id,
           details: { promotion_request_id: r.id, requester_id: r.user_id, ttl_seconds: this.ttl, requested_at: r.requested_at.toISOString() },
         });
+        await this.queueAnnouncements(q, r.id);
       }
       return list;
     });
-    for (const r of expired) {
-      try {
-        await this.afterDecision(await this.load(r.id));
-      } catch (err) {
-        this.deps.logger.warn({ err, request: r.id }, 'could not announce an expired promotion request');
-      }
-    }
     return expired.length;
   }
 
@@ -585,17 +578,23 @@ export class PromotionService {
     return n;
   }
 
-  /** After a decision committed: the card updated in place and the requester told by DM. Never throws. */
-  private async afterDecision(view: PromotionView): Promise<void> {
-    await this.refreshCard(view).catch((err) =>
-      this.deps.logger.warn({ err, request: view.request.id }, 'could not update the promotion card'),
-    );
-    const accounts = await this.deps.identity.slackAccountsOf(view.request.user_id).catch(() => []);
-    const dm = decisionDm(view);
-    for (const a of accounts) {
-      await this.deps.chat
-        .dm(a.slackUserId, dm)
-        .catch((err) => this.deps.logger.warn({ err, request: view.request.id }, 'could not DM the requester'));
+  /**
+   * What a decision (or expiry) owes, queued in the outbox inside the deciding transaction:
+   * the card updated in place (when it is posted; a card posted later is rendered with the
+   * outcome anyway) and the requester told by DM on each linked Slack account. A crash after
+   * the commit cannot lose them, and the outbox delivers each once.
+   */
+  private async queueAnnouncements(q: Queryable, id: number): Promise<void> {
+    const view = await this.load(id, q);
+    if (view.card) {
+      await this.deps.outbox.updateRef(q, view.card, renderCard(view, this.deps.masker, this.ttl));
+      await q.query('UPDATE warden_promotion_card SET rendered_status = $2 WHERE request_id = $1', [id, view.request.status]);
+    }
+    const links = await q.query<{ slack_user_id: string }>('SELECT slack_user_id FROM warden_slack_link WHERE user_id = $1 ORDER BY created_at', [
+      view.request.user_id,
+    ]);
+    for (const l of links.rows) {
+      await this.deps.outbox.dm(q, l.slack_user_id, decisionDm(view), { dedupeKey: `promotion:${id}:${view.request.status}:dm:${l.slack_user_id}` });
     }
   }
 }

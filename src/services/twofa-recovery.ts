@@ -638,11 +638,16 @@ export class TwoFaRecoveryService {
           `An administrator reset your two-factor authentication (recovery #${rec.id}). Enable it again at your next login: Profile → Enable Two-Factor Authentication.`,
         ],
       );
+      // Owed by the decision, queued with it: a crash after the commit cannot lose them.
+      await this.queueCardUpdate(q, rec);
+      for (const l of await q.query<{ slack_user_id: string }>('SELECT slack_user_id FROM warden_slack_link WHERE user_id = $1 ORDER BY created_at', [
+        rec.target_user_id,
+      ]).then((r) => r.rows)) {
+        await this.s.outbox.dm(q, l.slack_user_id, recoveryDoneDm(rec), { dedupeKey: `2fa-recovery:${rec.id}:done-dm:${l.slack_user_id}` });
+      }
       return rec;
     });
     this.s.logger.info({ recovery: decided.id, target: decided.target_username, approver: actor.user.username }, '2fa recovery approved; 2fa disabled');
-    await this.tellTarget(decided);
-    await this.refreshCard(decided);
     return decided;
   }
 
@@ -681,17 +686,20 @@ export class TwoFaRecoveryService {
         entityId: r.id,
         details: { recovery_id: r.id, target: r.target_username, initiator: r.initiator_username, ...(reason ? { reason } : {}) },
       });
-      return this.get(r.id, q);
+      const closed = await this.get(r.id, q);
+      await this.queueCardUpdate(q, closed);
+      return closed;
     });
-    await this.refreshCard(rec);
     return rec;
   }
 
   /** Marks every open recovery past its expiry as expired (the scheduled job). */
   async expireDue(): Promise<Recovery[]> {
-    const expired = await this.s.db.tx(async (q) => this.expireStale(q));
-    for (const r of expired) await this.refreshCard(r);
-    return expired;
+    return this.s.db.tx(async (q) => {
+      const expired = await this.expireStale(q);
+      for (const r of expired) await this.queueCardUpdate(q, r);
+      return expired;
+    });
   }
 
   private async expireStale(q: Queryable, targetUserId?: number): Promise<Recovery[]> {
@@ -737,13 +745,10 @@ export class TwoFaRecoveryService {
     return userRowSchema.parse(rows[0]);
   }
 
-  private async tellTarget(r: Recovery) {
-    const links = await this.s.identity.slackAccountsOf(r.target_user_id).catch(() => []);
-    for (const l of links) {
-      await this.s.chat
-        .dm(l.slackUserId, recoveryDoneDm(r))
-        .catch((err) => this.s.logger.warn({ err: { message: (err as Error).message }, recovery: r.id }, 'could not DM the user about their 2fa reset'));
-    }
+  /** Queues the approval card's update in the caller's transaction (delivered once by the outbox). */
+  private async queueCardUpdate(q: Queryable, r: Recovery): Promise<void> {
+    if (!r.card_channel || !r.card_ts) return;
+    await this.s.outbox.updateRef(q, { channel: r.card_channel, ts: r.card_ts }, renderRecoveryCard(r));
   }
 
   /** Updates the approval card in place, when there is one. */

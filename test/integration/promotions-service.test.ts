@@ -9,6 +9,7 @@ import { IdentityService, type Actor } from '../../src/services/identity.js';
 import { Masker } from '../../src/services/masking.js';
 import { PromotionService } from '../../src/services/promotions.js';
 import { StepUpService } from '../../src/services/step-up.js';
+import { Outbox } from '../../src/services/outbox.js';
 import { SlackChat } from '../../src/slack/chat-port.js';
 import { textOf } from '../../src/slack/sim/driver.js';
 import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
@@ -49,10 +50,12 @@ beforeAll(async () => {
   fake = await new FakeSlack().start();
   const config = loadConfig({ APPROVALS_CHANNEL: CHANNEL, PROMOTION_TTL: '7d', SLACK_API_URL: fake.apiUrl });
   const client = new webApi.WebClient('xoxb-test', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } });
+  const chat = new SlackChat(client);
   promotions = new PromotionService({
     config,
     db,
-    chat: new SlackChat(client),
+    chat,
+    outbox: new Outbox(db, chat, silentLogger()),
     identity: new IdentityService(db, { emailOf: async () => null }),
     stepUp: new StepUpService(db, store, 5),
     masker: new Masker(true),
@@ -175,6 +178,8 @@ describe('deciding', () => {
     );
     const since = fake.calls.length;
     expect(await promotions.expireDue()).toBe(1);
+    // The DM was queued in the expiring transaction; the outbox delivers it.
+    await promotions.idle();
     expect((await db.query<any>('SELECT status FROM promotion_request WHERE id = $1', [rows[0].id])).rows[0].status).toBe('expired');
     expect(fake.calls.slice(since).filter((c) => c.method === 'chat.update')).toEqual([]);
     expect(fake.calls.slice(since).filter((c) => c.method === 'chat.postMessage' && c.args.channel === 'D_U_QUIET')).toHaveLength(1);

@@ -375,6 +375,8 @@ describe('deciding', () => {
     const r = await pendingFor(bob);
     const dmsBefore = chat.dms.length;
     const rec = await services.twofaRecovery.approve(await actor(carol), r.id, await totpOf(carol));
+    // The DM and the card update were queued in the deciding transaction; the outbox delivers them.
+    await services.outbox.deliverDue();
     expect(rec).toMatchObject({ status: 'approved', decided_by: carol.id, decided_by_username: 'carol' });
     expect(await userRow(bob)).toEqual({ two_fa_enabled: false, totp_secret: null });
     const [audit] = (await auditRows(db, '2fa_disabled')).slice(-1);
@@ -420,6 +422,7 @@ describe('deciding', () => {
     await expect(services.twofaRecovery.reject(await actor(carol), r.id, '  ')).rejects.toBeInstanceOf(ValidationErrors);
     expect(await recoveryTables()).toEqual(before);
     const rec = await services.twofaRecovery.reject(await actor(carol), r.id, 'Caller could not confirm the employee ID');
+    await services.outbox.deliverDue();
     expect(rec).toMatchObject({ status: 'rejected', rejection_reason: 'Caller could not confirm the employee ID' });
     expect(allText(chat.updates.at(-1)!.message)).toContain('Rejected by carol');
     await expect(services.twofaRecovery.approve(await actor(dan), r.id, await totpOf(dan, 30))).rejects.toThrow(/already rejected by carol/);
@@ -436,6 +439,7 @@ describe('deciding', () => {
     const [audit] = (await auditRows(db, '2fa_recovery_expired')).slice(-1);
     expect(audit).toMatchObject({ user_id: null, entity_id: r.id });
     expect(audit.details.was).toBe('pending');
+    await services.outbox.deliverDue();
     expect(allText(chat.updates.at(-1)!.message)).toContain('Expired');
     expect(await services.twofaRecovery.expireDue()).toEqual([]);
     const { rows } = await db.query<any>('SELECT revoked_at FROM warden_2fa_code WHERE recovery_id = $1 AND used_at IS NULL', [r.id]);
