@@ -19,7 +19,7 @@ const clickUnlockAll: ActionHandler = async (ctx, value) => {
   const { s } = parseButtonValue(stormValue, value, AGAIN);
   const locked = await ctx.services.storms.lockedAlerts(s);
   if (!locked.length) return { kind: 'message', message: { text: 'Every account of this storm is already unlocked.' } };
-  const names = locked.slice(0, 30).map((a) => md.code(md.escape(a.username))).join(', ');
+  const names = locked.slice(0, 30).map((a) => md.code(a.username)).join(', ');
   return {
     kind: 'modal',
     modal: {
