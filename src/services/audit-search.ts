@@ -468,16 +468,19 @@ export class AuditSearch {
       const long = windowSeconds > (FAILED_LOGIN_COPY_DAYS * 86400) / 2;
       const since = `now() - make_interval(secs => $1)`;
       const pair = `f.ip_address = c.ip_address AND f.username = c.username`;
-      const attempts = long
-        ? `c.attempts - (SELECT count(*) FROM warden_failed_login f WHERE ${pair} AND f."timestamp" <= ${since})`
-        : `(SELECT count(*) FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since})`;
+      // Short window: one index-only range scan per pair gives count, first and last.
+      // Long window: the rows before it are counted and subtracted; first and last are
+      // one index probe each.
+      const lateral = long
+        ? `SELECT (c.attempts - (SELECT count(*) FROM warden_failed_login f WHERE ${pair} AND f."timestamp" <= ${since}))::int AS attempts,
+                  (SELECT min(f."timestamp") FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since}) AS first_attempt,
+                  (SELECT max(f."timestamp") FROM warden_failed_login f WHERE ${pair}) AS last_attempt`
+        : `SELECT count(*)::int AS attempts, min(f."timestamp") AS first_attempt, max(f."timestamp") AS last_attempt
+             FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since}`;
       sql = `SELECT nullif(c.ip_address, '') AS ip_address, nullif(c.username, '') AS username, x.attempts,
                     x.first_attempt, x.last_attempt, (count(*) OVER ())::int AS total_groups
                FROM warden_failed_login_pair c
-              CROSS JOIN LATERAL (
-                    SELECT (${attempts})::int AS attempts,
-                           (SELECT min(f."timestamp") FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since}) AS first_attempt,
-                           (SELECT max(f."timestamp") FROM warden_failed_login f WHERE ${pair}) AS last_attempt) x
+              CROSS JOIN LATERAL (${lateral}) x
               WHERE c.attempts >= 2 AND c.attempts >= $2
                 AND c.last_at > ${since}
                 AND x.attempts >= $2
