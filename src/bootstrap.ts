@@ -12,7 +12,7 @@ import type { Mailer } from './services/mailer.js';
 import { createSlackApp } from './slack/app.js';
 import { SlackChat, SlackProfileDirectory } from './slack/chat-port.js';
 import type { ErrorReplyObserver } from './slack/router.js';
-import { openStore, type Store } from './store/index.js';
+import { openStore, RedisStore, type Store } from './store/index.js';
 
 /**
  * The composition root shared by `npm start`, the console and the end-to-end tests:
@@ -50,6 +50,16 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
   }
   const ownStore = !opts.store;
   const store = opts.store ?? openStore(config.REDIS_URL);
+  if (store instanceof RedisStore) {
+    try {
+      const version = await store.checkVersion();
+      if (version) logger.info({ version }, 'redis version');
+    } catch (e) {
+      if (ownStore) await store.close();
+      if (ownDb) await db.close();
+      throw e;
+    }
+  }
   const client = new webApi.WebClient(config.SLACK_BOT_TOKEN, {
     slackApiUrl: config.SLACK_API_URL,
     logger: undefined,

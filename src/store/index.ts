@@ -28,9 +28,41 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** Oldest Redis Warden's commands work on (SET … EX … NX, MULTI); checked at start. */
+export const MIN_REDIS_VERSION = '6.2.0';
+
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
   private data = new Map<string, { value: string; expires: number }>();
+  private writes = 0;
+  private readonly sweeper: NodeJS.Timeout;
+
+  /**
+   * Expired keys are dropped when read, by a sweep every `sweepEvery` writes (each Slack
+   * request writes a dedupe key, so a busy process sweeps often) and by a timer for a quiet
+   * one. Without it every key ever written stayed in memory.
+   */
+  constructor(private readonly opts: { sweepEvery?: number; sweepMs?: number } = {}) {
+    this.sweeper = setInterval(() => this.sweep(), opts.sweepMs ?? 60_000);
+    this.sweeper.unref();
+  }
+
+  /** Keys held, expired or not (for tests and the bound). */
+  get size(): number {
+    return this.data.size;
+  }
+
+  /** Drops every expired key. */
+  sweep(now = Date.now()): void {
+    for (const [k, e] of this.data) if (e.expires <= now) this.data.delete(k);
+  }
+
+  private wrote(): void {
+    if (++this.writes >= (this.opts.sweepEvery ?? 1000)) {
+      this.writes = 0;
+      this.sweep();
+    }
+  }
 
   private live(key: string) {
     const e = this.data.get(key);
@@ -46,17 +78,20 @@ export class MemoryStore implements Store {
     const e = this.live(key);
     const n = (e ? Number(e.value) : 0) + 1;
     this.data.set(key, { value: String(n), expires: e ? e.expires : Date.now() + ttlSeconds * 1000 });
+    this.wrote();
     return n;
   }
 
   async setIfAbsent(key: string, value: string, ttlSeconds: number) {
     if (this.live(key)) return false;
     this.data.set(key, { value, expires: Date.now() + ttlSeconds * 1000 });
+    this.wrote();
     return true;
   }
 
   async set(key: string, value: string, ttlSeconds: number) {
     this.data.set(key, { value, expires: Date.now() + ttlSeconds * 1000 });
+    this.wrote();
   }
 
   async get(key: string) {
@@ -74,6 +109,7 @@ export class MemoryStore implements Store {
   }
 
   async close() {
+    clearInterval(this.sweeper);
     this.data.clear();
   }
 }
@@ -112,8 +148,10 @@ export class RedisStore implements Store {
 
   async incr(key: string, ttlSeconds: number) {
     return this.call(async () => {
-      const [[, n]] = (await this.redis.multi().incr(key).expire(key, ttlSeconds, 'NX').exec()) as [[null, number]];
-      return n;
+      // SET NX EX creates the counter with its TTL only when absent; INCR keeps the TTL. (EXPIRE … NX
+      // would need Redis 7; this works from 6.2, and the pair is atomic in MULTI.)
+      const res = (await this.redis.multi().set(key, '0', 'EX', ttlSeconds, 'NX').incr(key).exec()) as [unknown, number][];
+      return res[1][1];
     });
   }
 
@@ -144,9 +182,46 @@ export class RedisStore implements Store {
     return { hits, misses, rate: hits + misses > 0 ? (100 * hits) / (hits + misses) : null };
   }
 
+  /**
+   * Refuses a Redis older than MIN_REDIS_VERSION with a message that says so. Returns the
+   * server's version. A Redis that cannot be reached now is not refused: /readyz reports it.
+   */
+  async checkVersion(): Promise<string | undefined> {
+    let info: string;
+    try {
+      info = await Promise.race([
+        this.redis.info('server'),
+        new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timed out')), 3000).unref()),
+      ]);
+    } catch {
+      return undefined;
+    }
+    const version = /redis_version:([\d.]+)/.exec(info)?.[1];
+    if (version && compareVersions(version, MIN_REDIS_VERSION) < 0) {
+      throw new StoreVersionError(
+        `Redis ${version} at REDIS_URL is too old: Warden needs Redis ${MIN_REDIS_VERSION} or newer ` +
+          '(its one-time codes, locks and rate limits use SET … EX … NX and MULTI). Upgrade Redis, or unset REDIS_URL for a single instance.',
+      );
+    }
+    return version;
+  }
+
   async close() {
     this.redis.disconnect();
   }
+}
+
+export class StoreVersionError extends Error {}
+
+/** Compares dotted versions numerically: -1, 0 or 1. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d) return Math.sign(d);
+  }
+  return 0;
 }
 
 export function openStore(url?: string, keyPrefix?: string): Store {
