@@ -50,6 +50,9 @@ const SECRET_SHAPES: [RegExp, string][] = [
   // user:password@ in any URL (postgres://, redis://, https://)
   [/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"]*:)[^\s@"/]+@/gi, '$1[redacted]@'],
   [/("(?:code|otp|totpCode|totp_code)"\s*:\s*")\s*(?:\d\s?){5,7}\d\s*"/gi, '$1[redacted]"'],
+  // Issue 11: no full e-mail address and no response URL (a bearer capability) at any level.
+  [/https:\/\/hooks\.slack\.com\/[^\s"'\\]+/g, 'https://hooks.slack.com/[redacted]'],
+  [/([A-Za-z0-9._%+-]{1,3})[A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g, '$1***@***'],
 ];
 
 export function redactShapes(line: string): string {

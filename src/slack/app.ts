@@ -16,7 +16,9 @@ export function boltLogger(logger: Logger): BoltLogger {
   const child = logger.child({ component: 'bolt' });
   let level = LogLevel.INFO;
   return {
-    debug: (...m: unknown[]) => child.debug(m.map(String).join(' ')),
+    // Bolt's and the Web API client's debug lines carry whole request and response bodies
+    // (modal values with e-mails, response URLs, codes): only their first words are kept (issue 11).
+    debug: (...m: unknown[]) => child.debug(withoutBody(m.map(String).join(' '))),
     info: (...m: unknown[]) => child.info(m.map(String).join(' ')),
     warn: (...m: unknown[]) => child.warn(m.map(String).join(' ')),
     error: (...m: unknown[]) => child.error(m.map(String).join(' ')),
@@ -26,6 +28,12 @@ export function boltLogger(logger: Logger): BoltLogger {
     getLevel: () => level,
     setName: () => {},
   };
+}
+
+/** The text of a debug line up to where a payload (JSON, form body, headers) starts. */
+export function withoutBody(line: string): string {
+  const at = line.search(/[{[]|\bbody\b|payload|headers?:|=/i);
+  return at < 0 ? line.slice(0, 200) : `${line.slice(0, at).trimEnd().slice(0, 200)} [body omitted]`;
 }
 
 export interface Readiness {

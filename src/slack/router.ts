@@ -20,6 +20,7 @@ import type { Services } from '../services/index.js';
 import type { Message } from '../ui.js';
 import { messagePayload, modalView, readModalValues } from './blocks.js';
 import { markDuplicate, requestRef } from './request-log.js';
+import { allowedResponseUrl, createEnvelopeSealer, type Envelope, type EnvelopeSealer } from './envelope.js';
 
 /**
  * Wires slash commands, buttons and modal submissions to Warden's Slack-free handlers.
@@ -29,14 +30,6 @@ import { markDuplicate, requestRef } from './request-log.js';
  * apology with a reference that matches the log line.
  */
 
-/** What Warden keeps in a modal's private_metadata: the handler's own metadata plus
- * where the modal came from, so the answer can go back there. */
-interface Envelope {
-  m: string;
-  ch?: string;
-  ts?: string;
-  ru?: string;
-}
 
 type Respond = (payload: Record<string, unknown>) => Promise<unknown>;
 
@@ -54,6 +47,10 @@ export type ErrorReplyObserver = (e: { userId: string; responseUrl?: string; kin
 
 export function registerRoutes(app: App, deps: RouterDeps): void {
   const { services, logger } = deps;
+  // Modal envelopes are sealed (HMAC) so a forged submission cannot choose where answers go.
+  const cfg = services.config;
+  const sealer = createEnvelopeSealer(cfg.SLACK_SIGNING_SECRET ?? cfg.SLACK_APP_TOKEN ?? cfg.SLACK_BOT_TOKEN);
+  const postToResponseUrl = (url: string, payload: Record<string, unknown>) => postToSlackResponseUrl(url, payload, cfg.SLACK_API_URL);
   const actions = new Map<string, ActionHandler>();
   const views = new Map<string, ViewHandler>();
   const memberInteractions = new Set<string>();
@@ -142,6 +139,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
         respond: respond as Respond,
         openModal: (view) => client.views.open({ trigger_id: command.trigger_id, view } as any).then(() => undefined),
         envelope: { m: '', ch: command.channel_id, ru: command.response_url },
+        sealer,
       });
     } catch (e) {
       if (!(await first)) return;
@@ -181,6 +179,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
         respond: respond as Respond,
         openModal: (view) => client.views.open({ trigger_id: b.trigger_id, view } as any).then(() => undefined),
         envelope: { m: '', ch: ctx.source?.channelId, ts: ctx.source?.messageTs, ru: b.response_url },
+        sealer,
       });
     } catch (e) {
       if (!(await first)) return;
@@ -195,12 +194,8 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   app.view(/.*/, async ({ ack, body, view, client }) => {
     const callbackId = view.callback_id;
     const firstField = (view.blocks ?? []).find((bl: any) => bl.type === 'input')?.block_id as string | undefined;
-    let envelope: Envelope = { m: '' };
-    try {
-      envelope = JSON.parse(view.private_metadata || '{}');
-    } catch {
-      /* a modal Warden did not open; handled as having no metadata */
-    }
+    // Routing fields only when the seal verifies; a modal Warden did not open has none.
+    const envelope: Envelope = sealer.open(view.private_metadata);
     const fieldErrors = (errors: Record<string, string>) =>
       (ack as any)({ response_action: 'errors', errors }) as Promise<void>;
     const first = firstDelivery(body);
@@ -226,7 +221,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
         case 'push':
           await (ack as any)({
             response_action: reply.kind,
-            view: modalView(reply.modal, JSON.stringify({ ...envelope, m: reply.modal.metadata ?? '' })),
+            view: modalView(reply.modal, sealer.seal({ ...envelope, m: reply.modal.metadata ?? '' })),
           });
           return;
         case 'close':
@@ -281,7 +276,9 @@ export function deliveryKey(body: unknown): string {
   return `dedupe:${kind}:#${crypto.createHash('sha256').update(JSON.stringify(body)).digest('hex')}`;
 }
 
-async function postToResponseUrl(url: string, payload: Record<string, unknown>): Promise<void> {
+async function postToSlackResponseUrl(url: string, payload: Record<string, unknown>, apiUrl: string | undefined): Promise<void> {
+  // Only Slack's hosts (and the configured Web API host): never a URL someone wrote into a payload.
+  if (!allowedResponseUrl(url, apiUrl)) throw new Error('response_url is not on a Slack host; not followed');
   const res = await request(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -295,7 +292,7 @@ async function postToResponseUrl(url: string, payload: Record<string, unknown>):
 
 async function deliver(
   reply: ActionReply,
-  io: { respond: Respond; openModal: (view: object) => Promise<void>; envelope: Envelope },
+  io: { respond: Respond; openModal: (view: object) => Promise<void>; envelope: Envelope; sealer: EnvelopeSealer },
 ): Promise<void> {
   switch (reply.kind) {
     case 'none':
@@ -315,7 +312,7 @@ async function deliver(
       await io.respond({ response_type: 'ephemeral', replace_original: false, ...messagePayload(reply.message) });
       return;
     case 'modal':
-      await io.openModal(modalView(reply.modal, JSON.stringify({ ...io.envelope, m: reply.modal.metadata ?? '' })));
+      await io.openModal(modalView(reply.modal, io.sealer.seal({ ...io.envelope, m: reply.modal.metadata ?? '' })));
       return;
   }
 }

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/index.js';
 import { runJobOnce } from '../../src/jobs/runner.js';
@@ -296,5 +298,37 @@ describe('secrets the application wrote never reach Slack (issue 11)', () => {
     const { reply } = await run('/audit timeline bob');
     expect(JSON.stringify(reply.args.blocks)).toContain('*Timeline of bob*');
     expect(JSON.stringify(reply.args.blocks)).not.toContain('bob**');
+  });
+});
+
+describe('modal envelope integrity (issue 11)', () => {
+  it('a forged private_metadata chooses neither where Warden posts nor the channel an audit row names', async () => {
+    let hits = 0;
+    const evil = http.createServer((_req, res) => {
+      hits++;
+      res.end('ok');
+    });
+    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
+    const port = (evil.address() as AddressInfo).port;
+    try {
+      const { reply } = await run('/audit export action:login_failed --unmasked', 'U_ERIN');
+      const view = reply.args.view;
+      const meta = JSON.parse(view.private_metadata);
+      expect(meta.s).toBeTruthy(); // sealed
+      const forged = { ...view, private_metadata: JSON.stringify({ ...meta, ch: 'C_EVIL', ru: `http://127.0.0.1:${port}/hook` }) };
+      const ok = await t.driver.submit('U_ERIN', forged, { totp: await totpOf(erin, 30) });
+      expect(ok.answer.status).toBe(200);
+      const complete = await t.fake.waitFor((c) => c.method === 'files.completeUploadExternal', 10_000, ok.since);
+      expect(complete.args.channel_id).toBe('D_U_ERIN');
+      await t.fake.waitFor((c) => c.method === 'chat.update' && String(c.args.text).includes('Exported'), 10_000, ok.since);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(hits).toBe(0);
+      expect(t.fake.calls.slice(ok.since).filter((c) => JSON.stringify(c.args).includes('C_EVIL'))).toEqual([]);
+      const rows = await auditRows(db, 'audit_export');
+      expect(rows.at(-1).details.actor).toBe('erin');
+      expect(rows.at(-1).details.slack_channel).not.toBe('C_EVIL');
+    } finally {
+      evil.close();
+    }
   });
 });
