@@ -77,25 +77,45 @@ export class PgDb implements Db {
 
   async tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // A checked-out client has no listener of the pool's: without this one, the backend being
+    // terminated (restart, pg_terminate_backend) mid-transaction emits an unhandled 'error' and
+    // kills the process. The failure reaches fn through its pending query instead; the broken
+    // client is then destroyed, not returned to the pool.
+    let broken: Error | undefined;
+    const onError = (e: Error) => {
+      broken = e;
+    };
+    client.on('error', onError);
+    // Once the connection is lost, report why (e.g. "terminating connection due to
+    // administrator command"), not pg's generic "not queryable".
+    const run = async (sql: string, params?: unknown[]) => {
+      if (broken) throw broken;
+      try {
+        return await client.query(sql, params as any[]);
+      } catch (e) {
+        throw broken ?? e;
+      }
+    };
     const q: Queryable = {
       query: async <R>(sql: string, params: unknown[] = []) => {
-        const r = await client.query(sql, params as any[]);
+        const r = await run(sql, params);
         return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
       },
       exec: async (sql: string) => {
-        await client.query(sql);
+        await run(sql);
       },
     };
     try {
-      await client.query('BEGIN');
+      await run('BEGIN');
       const result = await fn(q);
-      await client.query('COMMIT');
+      await run('COMMIT');
       return result;
     } catch (e) {
-      await client.query('ROLLBACK').catch(() => {});
+      if (!broken) await client.query('ROLLBACK').catch((err: Error) => (broken = err));
       throw e;
     } finally {
-      client.release();
+      client.removeListener('error', onError);
+      client.release(broken);
     }
   }
 

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import cron from 'node-cron';
 import { request } from 'undici';
-import { jobRuns } from '../jobs/runner.js';
+import { jobRuns, type JobRunRow } from '../db/job-runs.js';
 import type { Services } from './index.js';
 
 /**
@@ -391,9 +391,9 @@ export class HealthService {
       name: 'Scheduled jobs',
       thresholds: `stale when no success within ${STALE_INTERVALS}× its interval, or when its last run failed → degraded`,
     };
-    let rows: Awaited<ReturnType<typeof jobRuns>>;
+    let rows: JobRunRow[];
     try {
-      rows = await within(jobRuns(this.s), this.dbTimeout(), 'The database');
+      rows = await within(jobRuns(this.s.db), this.dbTimeout(), 'The database');
     } catch (e) {
       return { component: { ...base, status: 'unknown', summary: `cannot read job runs: ${errText(e)}`, figures: {} }, jobs: [] };
     }
@@ -521,7 +521,7 @@ function scheduledJobs(): Map<string, { intervalMs: number | null; nextRun: stri
   return out;
 }
 
-type JobRow = Awaited<ReturnType<typeof jobRuns>>[number];
+type JobRow = JobRunRow;
 
 export function assessJob(name: string, r: JobRow | undefined, intervalMs: number | null, nextRun: string | null, now: Date): JobHealth {
   const iso = (d: Date | null | undefined) => (d ? new Date(d).toISOString() : null);

@@ -10,6 +10,7 @@ import { IdentityService, type SlackDirectory } from './identity.js';
 import { HealthService } from './health.js';
 import { HttpMailer, type Mailer } from './mailer.js';
 import { IncidentService } from './incidents.js';
+import { Lifecycle } from './lifecycle.js';
 import { Masker } from './masking.js';
 import { Outbox } from './outbox.js';
 import { BurstAlerts } from './bursts.js';
@@ -33,6 +34,8 @@ export interface Services {
   store: Store;
   logger: Logger;
   chat: Chat;
+  /** Shutdown signal and in-flight work tracking (issue 12). */
+  lifecycle: Lifecycle;
   identity: IdentityService;
   stepUp: StepUpService;
   users: UserDirectory;
@@ -76,6 +79,7 @@ export interface ServiceDeps {
   chat: Chat;
   directory: SlackDirectory;
   mailer?: Mailer;
+  lifecycle?: Lifecycle;
   /** Chat used by the outbox (a client that surfaces 429s instead of waiting); defaults to `chat`. */
   alertChat?: Chat;
 }
@@ -89,6 +93,7 @@ export function createServices(deps: ServiceDeps): Services {
     store,
     logger: deps.logger,
     chat: deps.chat,
+    lifecycle: deps.lifecycle ?? new Lifecycle(),
     identity: new IdentityService(db, deps.directory),
     stepUp: new StepUpService(db, store, config.STEPUP_MAX_FAILURES),
     users: new UserDirectory(db),

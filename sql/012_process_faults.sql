@@ -1,0 +1,13 @@
+-- Issue 12 (process faults).
+-- Scheduled jobs take a lease row instead of a session advisory lock, so a running job does
+-- not hold a pooled connection for its whole run and a terminated backend cannot crash it.
+ALTER TABLE warden_job_run ADD COLUMN IF NOT EXISTS lease_owner text;
+ALTER TABLE warden_job_run ADD COLUMN IF NOT EXISTS lease_until timestamptz;
+
+-- Duplicate-delivery detection for Slack retries when no Redis is configured or Redis is
+-- down: one row per delivery digest, pruned when expired.
+CREATE TABLE IF NOT EXISTS warden_delivery (
+    digest      text PRIMARY KEY,
+    expires_at  timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS warden_delivery_expires_idx ON warden_delivery (expires_at);

@@ -1,0 +1,48 @@
+/**
+ * The process's life as services see it: long work (exports, retention, scheduled jobs)
+ * checks `stopping` between steps and hands its work back — says "interrupted, run again",
+ * removes its temporary files, releases its lease — instead of being cut off mid-way at exit.
+ */
+export class Lifecycle {
+  private readonly controller = new AbortController();
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get stopping(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  /** Tracks a piece of background work so that shutdown can wait for it. */
+  track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    const done = () => this.inFlight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Tells every tracked piece of work to hand back. */
+  stop(): void {
+    this.controller.abort(new InterruptedError());
+  }
+
+  /** Resolves when all tracked work has ended (successfully or not). */
+  async drained(): Promise<void> {
+    while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Throws InterruptedError once shutdown began; call between steps of long work. */
+  check(): void {
+    if (this.stopping) throw new InterruptedError();
+  }
+}
+
+/** Work stopped because Warden is shutting down; the user is told to run it again. */
+export class InterruptedError extends Error {
+  constructor() {
+    super('Warden is restarting; the work was interrupted');
+    this.name = 'InterruptedError';
+  }
+}
