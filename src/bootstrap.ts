@@ -10,6 +10,7 @@ import type { SlackDirectory } from './services/identity.js';
 import { createServices, type Services } from './services/index.js';
 import type { Mailer } from './services/mailer.js';
 import { createSlackApp } from './slack/app.js';
+import { SlackAuthProbe } from './slack/auth-probe.js';
 import { SlackChat, SlackProfileDirectory } from './slack/chat-port.js';
 import type { ErrorReplyObserver } from './slack/router.js';
 import { openStore, RedisStore, type Store } from './store/index.js';
@@ -60,10 +61,15 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
       throw e;
     }
   }
+  // Calls made while someone waits (DMs, cards, replies, uploads): a timeout, one quick retry,
+  // and a 429 surfaces at once. Bolt's default (10 retries over ~30 minutes, waiting out every
+  // Retry-After) once stalled promotions-poll for 80 s and SIGTERM for 35 s.
   const client = new webApi.WebClient(config.SLACK_BOT_TOKEN, {
     slackApiUrl: config.SLACK_API_URL,
     logger: undefined,
-    retryConfig: { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 2000 },
+    timeout: config.SLACK_TIMEOUT_MS,
+    retryConfig: { retries: 1, factor: 1, minTimeout: 300, maxTimeout: 300 },
+    rejectRateLimitedCalls: true,
   });
   // The alert outbox retries by itself (issue 7): its client surfaces 429s and errors at once
   // instead of pausing every Slack call of the app while it waits out a Retry-After.
@@ -88,20 +94,66 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
     mailer: opts.mailer,
   });
   metrics.observeStepUp(services.stepUp);
-  const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply, metrics });
+  // Readiness includes Slack: auth.test until it succeeds, with backoff, on a client of its own
+  // (no retries of the client's: the probe has its own schedule).
+  const slackProbe = new SlackAuthProbe(
+    new webApi.WebClient(config.SLACK_BOT_TOKEN, {
+      slackApiUrl: config.SLACK_API_URL,
+      logger: undefined,
+      timeout: 3000,
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+      logLevel: webApi.LogLevel.ERROR,
+    }),
+    logger,
+  );
+  await slackProbe.start();
+  const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply, metrics, slackProbe });
   const server = opts.socketMode ? await app.start() : await app.start(config.PORT);
   const address = (server as any)?.address?.();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   const stopJobs = opts.jobs === false ? async () => {} : await startJobs(services);
   logger.info({ port, mode: opts.socketMode ? 'socket' : 'http', database: db.kind, store: store.kind }, 'Warden is running');
+  let stopping: Promise<void> | undefined;
   return {
     services,
     port,
-    async stop() {
-      await stopJobs();
-      await app.stop().catch(() => {});
-      if (ownStore) await store.close();
-      if (ownDb) await db.close();
+    stop() {
+      stopping ??= shutdown();
+      return stopping;
     },
   };
+
+  /**
+   * Graceful shutdown within SHUTDOWN_DEADLINE_MS: readiness 503 at once; requests still served
+   * for SHUTDOWN_DRAIN_MS; then no new requests or job ticks; work in flight may finish until
+   * a few seconds before the deadline, then is told to hand back (messages say "interrupted,
+   * run again", leases released, temp files removed); then connections close.
+   */
+  async function shutdown(): Promise<void> {
+    const started = Date.now();
+    const left = () => config.SHUTDOWN_DEADLINE_MS - (Date.now() - started);
+    const { lifecycle } = services;
+    lifecycle.beginDrain();
+    slackProbe.stop();
+    await sleep(Math.min(config.SHUTDOWN_DRAIN_MS, Math.max(0, left() - 5000)));
+    // No new work: the port closes, cron ticks stop (a tick in progress is awaited below).
+    const closed = Promise.allSettled([app.stop(), stopJobs()]);
+    // Let work in flight finish while there is time; keep the last seconds for handing back.
+    await within(lifecycle.drained(), Math.max(0, left() - 4000));
+    lifecycle.stop();
+    await within(Promise.all([lifecycle.drained(), closed]), Math.max(0, left() - 1500));
+    if (ownStore) await within(store.close(), 500).catch(() => {});
+    if (ownDb) await within(db.close(), Math.max(0, left() - 200)).catch(() => {});
+    logger.info({ ms: Date.now() - started }, 'Warden stopped');
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/** Waits for p at most ms; never rejects (shutdown goes on whatever the work did). */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }

@@ -89,6 +89,8 @@ const settingsSchema = z.object({
     .default('https://slack.com/api/')
     .transform((u) => (u.endsWith('/') ? u : `${u}/`)),
   PORT: int(3000, 0, 65535),
+  /** Timeout of each Slack Web API call made while a user waits (commands, clicks, DMs, cards). */
+  SLACK_TIMEOUT_MS: int(4000, 500, 30000),
 
   // Storage
   DATABASE_URL: optionalString.pipe(z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional()),
@@ -147,6 +149,12 @@ const settingsSchema = z.object({
   AUDIT_RETENTION_DAYS: int(90, 1),
   AUDIT_SNAPSHOT_DAYS: int(30, 1),
   STEPUP_MAX_FAILURES: int(5, 1),
+
+  // Shutdown (issue 12): SIGTERM → /readyz 503, requests still served for the drain period,
+  // then no new work; in-flight work finishes or is handed back; exit before the deadline
+  // (Kubernetes kills at 30 s by default).
+  SHUTDOWN_DRAIN_MS: int(3000, 0, 20000),
+  SHUTDOWN_DEADLINE_MS: int(25000, 1000, 29000),
 
   // Alerts (issue 7): outbox delivery and lockout catch-up
   OUTBOX_POLL_MS: int(10000, 100, 60000),

@@ -44,12 +44,23 @@ async function main() {
   const logger = createLogger({ level: config.LOG_LEVEL, format: config.LOG_FORMAT });
   logger.info({ envFile: envFile ?? null, config: describeConfig(config) }, 'settings');
   const warden = await startWarden({ config, logger, socketMode: !!config.SLACK_APP_TOKEN });
+  let exiting = false;
   const shutdown = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
+    if (exiting) return;
+    exiting = true;
+    logger.info({ signal, deadlineMs: config.SHUTDOWN_DEADLINE_MS }, 'shutting down');
+    // Whatever hangs (Slack, the database), the process is gone before the deadline.
+    setTimeout(() => {
+      logger.error({ signal }, 'shutdown deadline reached; exiting with work still in flight');
+      process.exit(1);
+    }, config.SHUTDOWN_DEADLINE_MS).unref();
     await warden.stop();
     lock?.release();
     process.exit(0);
   };
+  // Last line of defence: a promise nobody awaited (a fault in a fire-and-forget path) is
+  // logged, not a reason to take the whole bot down.
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection (a bug; please report it)'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }

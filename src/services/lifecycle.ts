@@ -7,6 +7,17 @@ export class Lifecycle {
   private readonly controller = new AbortController();
   private readonly inFlight = new Set<Promise<unknown>>();
 
+  private drainingSince: number | undefined;
+
+  /** Shutdown began (SIGTERM): readiness answers 503 from now on; work is still accepted. */
+  beginDrain(): void {
+    this.drainingSince ??= Date.now();
+  }
+
+  get draining(): boolean {
+    return this.drainingSince !== undefined;
+  }
+
   get signal(): AbortSignal {
     return this.controller.signal;
   }
@@ -25,6 +36,7 @@ export class Lifecycle {
 
   /** Tells every tracked piece of work to hand back. */
   stop(): void {
+    this.beginDrain();
     this.controller.abort(new InterruptedError());
   }
 

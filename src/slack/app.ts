@@ -7,6 +7,7 @@ import { pendingMigrations } from '../db/migrate.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Services } from '../services/index.js';
+import type { SlackAuthProbe } from './auth-probe.js';
 import { registerHome } from './home.js';
 import { instrumentApp } from './request-log.js';
 import { registerRoutes, type ErrorReplyObserver } from './router.js';
@@ -41,9 +42,14 @@ export interface Readiness {
   checks: Record<string, { ok: boolean; reason?: string }>;
 }
 
-/** /readyz: database and store reachable, migrations applied. */
-export async function readiness(services: Services): Promise<Readiness> {
+/**
+ * /readyz: not shutting down, database and store reachable, migrations applied, and Slack
+ * has accepted the bot token since start (when a probe is given). Each check names what is missing.
+ */
+export async function readiness(services: Services, slack?: SlackAuthProbe): Promise<Readiness> {
   const checks: Readiness['checks'] = {};
+  if (services.lifecycle.draining) checks.shutdown = { ok: false, reason: 'Warden is shutting down' };
+  if (slack) checks.slack = slack.ok ? { ok: true } : { ok: false, reason: slack.lastError ?? 'auth.test has not succeeded yet' };
   const timed = <T>(p: Promise<T>) =>
     Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timed out after 2 s')), 2000))]);
   try {
@@ -79,6 +85,8 @@ export interface SlackAppOptions {
   onErrorReply?: ErrorReplyObserver;
   /** Request metrics and GET /metrics (served only when METRICS_TOKEN is set). */
   metrics?: Metrics;
+  /** Slack's answer to auth.test since start: readiness, and the bot's ids for Bolt. */
+  slackProbe?: SlackAuthProbe;
 }
 
 /** Constant-time comparison of the presented bearer token with METRICS_TOKEN. */
@@ -129,7 +137,7 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
       path: '/readyz',
       method: 'GET',
       handler: (_req: IncomingMessage, res: ServerResponse) => {
-        readiness(services).then(
+        readiness(services, opts.slackProbe).then(
           (r) => json(res, r.ok ? 200 : 503, { status: r.ok ? 'ready' : 'unready', checks: r.checks }),
           (e) => json(res, 503, { status: 'unready', reason: (e as Error).message }),
         );
@@ -147,11 +155,30 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
         processBeforeResponse: false,
         unhandledRequestTimeoutMillis: 3001,
       });
+  const probe = opts.slackProbe;
   const app = new App({
-    token: config.SLACK_BOT_TOKEN,
+    // With a probe, Bolt does not run (and cache the failure of) its own auth.test: a Warden
+    // started while Slack was down would answer every request with an error forever.
+    ...(probe
+      ? {
+          authorize: async () => ({ botToken: config.SLACK_BOT_TOKEN, botUserId: probe.identity.botUserId, botId: probe.identity.botId }),
+        }
+      : { token: config.SLACK_BOT_TOKEN }),
     receiver,
     logger: bLogger,
-    clientOptions: { slackApiUrl: config.SLACK_API_URL },
+    // The client handlers get (views.open, postEphemeral) answers a user waiting on a 3-second
+    // trigger: fail fast, never retry (a trigger_id is dead after 3 s), never wait out a 429.
+    clientOptions: {
+      slackApiUrl: config.SLACK_API_URL,
+      timeout: 2500,
+      retryConfig: { retries: 0 },
+      rejectRateLimitedCalls: true,
+    },
+  });
+  // Every request's handler is tracked, so that shutdown waits for (or interrupts) work that
+  // runs after the ack instead of cutting it off.
+  app.use(async ({ next }) => {
+    await services.lifecycle.track(next());
   });
   instrumentApp(app, { logger, metrics: opts.metrics, identity: services.identity });
   registerRoutes(app, { services, commands: opts.commands, interactionModules: opts.interactionModules, logger, onErrorReply: opts.onErrorReply });

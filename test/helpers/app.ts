@@ -57,6 +57,8 @@ export async function startTestApp(opts: {
     // Channel pacing (one message a second) is tested in test/faults/alert-delivery.test.ts;
     // here it would only make tests that share a channel wait for each other's messages.
     OUTBOX_PACE_MS: '0',
+    // Tests stop apps all the time; the drain before closing the port is tested on its own.
+    SHUTDOWN_DRAIN_MS: '0',
     ...opts.env,
   });
   const warden = await startWarden({

@@ -77,6 +77,8 @@ export class FakeSlack {
   private ids = 0;
   /** When set, every Web API call fails as if Slack were unreachable. */
   down = false;
+  /** When set, every Web API call is accepted and never answered (Slack hanging). */
+  hang = false;
   url = '';
 
   async start(port = 0): Promise<this> {
@@ -203,6 +205,10 @@ export class FakeSlack {
     if (this.down) {
       req.socket.destroy();
       return;
+    }
+    if (this.hang) {
+      this.record({ method: `${method}!hung`, args, at: Date.now(), token });
+      return; // the connection stays open until the caller gives up or the fake stops
     }
     const pending = this.failures.get(method);
     if (pending?.length) {
