@@ -559,9 +559,9 @@ export const auditCommand: CommandModule = {
       await ctx.services.stepUp.verify(ctx.actor, typeof values.totp === 'string' ? values.totp : undefined);
       // Slack wants the modal answered within 3 seconds: the export runs after, its file and
       // any failure arrive by DM.
-      void ctx.services.auditExport
+      void ctx.services.lifecycle.track(ctx.services.auditExport
         .export(ctx.actor, q, { unmasked: true, describe: describePlain(q) })
-        .catch(notifyFailure(ctx.services, ctx.actor, 'The unmasked audit export'));
+        .catch(notifyFailure(ctx.services, ctx.actor, 'The unmasked audit export')));
       return { kind: 'close', notice: { text: ':lock: Verified. The unmasked export is being prepared; the file will arrive in your direct messages with Warden.' } };
     },
     'audit:retention': async (ctx, values) => {
@@ -569,7 +569,7 @@ export const auditCommand: CommandModule = {
       const { services, actor } = ctx;
       const channel = ctx.source?.channelId;
       const alerts = services.config.ALERTS_CHANNEL;
-      void services.auditRetention
+      void services.lifecycle.track(services.auditRetention
         .run(actor, {
           // ALERTS_CHANNEL gets it through the outbox, queued with the run's audit row.
           report: alerts ? async (q, r) => void (await services.outbox.post(q, alerts, retentionMessage(r, actor.user.username))) : undefined,
@@ -586,7 +586,7 @@ export const auditCommand: CommandModule = {
             : false;
           if (!posted) await services.chat.dm(actor.slack.userId, message);
         })
-        .catch(notifyFailure(services, actor, 'Audit retention'));
+        .catch(notifyFailure(services, actor, 'Audit retention')));
       return { kind: 'close', notice: { text: ':broom: Verified. Applying the retention policy now; the report with the counts follows here.' } };
     },
   },

@@ -14,6 +14,7 @@ import { AuditSearch, type AuditQuery, type AuditRow } from './audit-search.js';
 import { writeAudit } from './audit-writer.js';
 import type { Chat, PostedRef } from './chat.js';
 import { requireAdmin, type Actor } from './identity.js';
+import { InterruptedError } from './lifecycle.js';
 import { Masker } from './masking.js';
 import { scrubAuditRow } from './audit-scrub.js';
 import { csvCell, csvLine } from './csv.js';
@@ -99,6 +100,8 @@ export class AuditExporter {
       progressEvery?: number;
       batchSize?: number;
       maxRows?: number;
+      /** Shutdown: the export stops between batches (see Lifecycle). */
+      signal?: AbortSignal;
     },
   ) {}
 
@@ -166,6 +169,8 @@ export class AuditExporter {
         await write(csvLine([...CSV_COLUMNS]));
         let nextProgress = progressEvery;
         for await (const batch of this.rows(query, maxRows + 1)) {
+          // Shutdown: stop here, remove the temp file (finally) and say "interrupted, run again".
+          this.deps.signal?.throwIfAborted();
           let chunk = '';
           for (const row of batch) {
             if (rows >= maxRows) {
@@ -192,22 +197,30 @@ export class AuditExporter {
       const summary = `${rows.toLocaleString('en-US')} audit ${rows === 1 ? 'entry' : 'entries'} (${opts.describe})${masked ? ', e-mails and IPs masked' : ', UNMASKED'}${
         truncated ? `, stopped at the ${maxRows.toLocaleString('en-US')}-row limit` : ''
       }`;
-      try {
-        await chat.upload(channel!, { filename, title: filename, path: file, comment: `Audit export: ${summary}` });
-      } catch (e) {
-        const code = (e as { data?: { error?: string } }).data?.error;
-        if (!code) throw e;
-        throw new UserError(
-          `Slack refused the file (\`${code}\`). Invite Warden to this conversation, or run the export in a direct message with Warden.`,
-        );
-      }
-      await db.tx((q) =>
+      // Audited before the file leaves: a crash during or after the upload cannot deliver an
+      // export the audit log does not show. A delivery that fails is noted on the same row.
+      const auditId = await db.tx((q) =>
         writeAudit(q, actor, {
           action: 'audit_export',
           entityType: 'audit_log',
           details: { filters: opts.describe, query, rows, masked, truncated, delivered_to: where },
         }),
       );
+      const undelivered = (reason: string) =>
+        db
+          .query(`UPDATE audit_log SET details = details || $2::jsonb WHERE id = $1`, [auditId, JSON.stringify({ delivery_failed: reason.slice(0, 200) })])
+          .catch((err) => logger.warn({ err }, 'could not note an undelivered export on its audit row'));
+      try {
+        this.deps.signal?.throwIfAborted();
+        await chat.upload(channel!, { filename, title: filename, path: file, comment: `Audit export: ${summary}` });
+      } catch (e) {
+        const code = (e as { data?: { error?: string } }).data?.error;
+        await undelivered(code ?? String((e as Error).message ?? e));
+        if (!code) throw e;
+        throw new UserError(
+          `Slack refused the file (\`${code}\`). Invite Warden to this conversation, or run the export in a direct message with Warden.`,
+        );
+      }
       if (progress) {
         await chat
           .update(progress, { text: `:white_check_mark: Exported ${summary} as \`${filename}\`.` })
@@ -215,10 +228,14 @@ export class AuditExporter {
       }
       return { rows, filename, channel: channel!, masked, truncated, where };
     } catch (e) {
+      const interrupted = !!this.deps.signal?.aborted;
       if (progress) {
-        await chat.update(progress, { text: `:x: The audit export (${opts.describe}) failed after ${rows.toLocaleString('en-US')} rows.` }).catch(() => {});
+        const text = interrupted
+          ? `:double_vertical_bar: The audit export (${opts.describe}) was interrupted after ${rows.toLocaleString('en-US')} rows because Warden is restarting. Nothing was delivered; run the export again.`
+          : `:x: The audit export (${opts.describe}) failed after ${rows.toLocaleString('en-US')} rows.`;
+        await chat.update(progress, { text }).catch(() => {});
       }
-      throw e;
+      throw interrupted ? new InterruptedError() : e;
     } finally {
       await fs.promises.rm(dir, { recursive: true, force: true });
     }
@@ -245,7 +262,7 @@ function auditRowOf(f: (string | null)[]): AuditRow {
 }
 
 /** The audit services of issue 6, for createServices (src/services/index.ts). */
-export function createAuditServices(deps: { config: Config; db: Db; chat: Chat; logger: Logger }) {
+export function createAuditServices(deps: { config: Config; db: Db; chat: Chat; logger: Logger; signal?: AbortSignal }) {
   const auditSearch = new AuditSearch(deps.db);
   return {
     auditSearch,
@@ -255,10 +272,12 @@ export function createAuditServices(deps: { config: Config; db: Db; chat: Chat; 
       search: auditSearch,
       masker: new Masker(deps.config.ANONYMIZE_AUDIT_LOGS, deps.config.SLACK_SIGNING_SECRET),
       logger: deps.logger,
+      signal: deps.signal,
     }),
     auditRetention: new AuditRetention(deps.db, {
       retentionDays: deps.config.AUDIT_RETENTION_DAYS,
       snapshotDays: deps.config.AUDIT_SNAPSHOT_DAYS,
+      signal: deps.signal,
     }),
   };
 }

@@ -3,6 +3,7 @@ import { CRITICAL_ACTIONS } from './audit-search.js';
 import { writeAudit } from './audit-writer.js';
 import type { Actor } from './identity.js';
 import { requireAdmin } from './identity.js';
+import { InterruptedError } from './lifecycle.js';
 
 /**
  * The guide's "Audit Log Retention": delete entries older than AUDIT_RETENTION_DAYS (90)
@@ -12,7 +13,8 @@ import { requireAdmin } from './identity.js';
  * The dry run counts exactly what the real run will do (same cut-offs, same order: the
  * deleted rows are not counted again as cleared snapshots). The real run works in batches,
  * each its own short transaction, so millions of rows never sit in one long lock or one
- * embedded-database transaction; it ends with one `audit_retention` audit row with the counts.
+ * embedded-database transaction; its one `audit_retention` audit row is written before the first
+ * batch and counts every batch in that batch's transaction.
  */
 
 export interface RetentionPlan {
@@ -40,7 +42,13 @@ const BATCH = 5000;
 export class AuditRetention {
   constructor(
     private readonly db: Db,
-    private readonly opts: { retentionDays: number; snapshotDays: number; batchSize?: number },
+    private readonly opts: {
+      retentionDays: number;
+      snapshotDays: number;
+      batchSize?: number;
+      /** Shutdown: the run stops between batches (see Lifecycle). */
+      signal?: AbortSignal;
+    },
   ) {}
 
   plan(now = new Date()): RetentionPlan {
@@ -69,9 +77,12 @@ export class AuditRetention {
   }
 
   /**
-   * Deletes and clears; `actor` null for the nightly job. `report` runs inside the
-   * transaction that writes the `audit_retention` row (e.g. to queue the report in the
+   * Deletes and clears; `actor` null for the nightly job. The run's `audit_retention` row is
+   * written first and its counts updated in the same transaction as every batch, so that
+   * whenever the process dies the audit log covers every row deleted or cleared. `report`
+   * runs inside the transaction that completes the row (e.g. to queue the report in the
    * alert outbox), so the record of the run and its announcement commit together.
+   * Between batches a shutdown stops the run (InterruptedError; the row says "interrupted").
    */
   async run(
     actor: Actor | null,
@@ -82,30 +93,59 @@ export class AuditRetention {
     const batch = this.opts.batchSize ?? BATCH;
     const deleteBefore = plan.deleteBefore.toISOString();
     const clearBefore = plan.clearSnapshotsBefore.toISOString();
+    const runId = await this.db.tx((q) =>
+      writeAudit(q, actor, {
+        action: 'audit_retention',
+        entityType: 'audit_log',
+        details: {
+          ...(actor ? {} : { by: 'scheduled job' }),
+          status: 'running',
+          logs_deleted: 0,
+          snapshots_cleared: 0,
+          retention_days: plan.retentionDays,
+          snapshot_days: plan.snapshotDays,
+          deleted_before: deleteBefore,
+          snapshots_cleared_before: clearBefore,
+        },
+      }),
+    );
+    // Adds a batch's count to the run's row, in the batch's own transaction.
+    const count = (q: Queryable, field: 'logs_deleted' | 'snapshots_cleared', n: number) =>
+      q.query(
+        `UPDATE audit_log SET details = jsonb_set(details, ARRAY[$2::text], to_jsonb(COALESCE((details->>$2)::bigint, 0) + $3::bigint))
+          WHERE id = $1`,
+        [runId, field, n],
+      );
     let logs = 0;
     let snapshots = 0;
     let failure: unknown;
     try {
       for (;;) {
-        const r = await this.db.tx((q) =>
-          q.query(
+        this.opts.signal?.throwIfAborted();
+        const r = await this.db.tx(async (q) => {
+          const d = await q.query(
             `DELETE FROM audit_log WHERE id IN (
-               SELECT id FROM audit_log WHERE "timestamp" < $1 AND action <> ALL($2::text[]) LIMIT $3)`,
-            [deleteBefore, plan.critical, batch],
-          ),
-        );
+               SELECT id FROM audit_log WHERE "timestamp" < $1 AND action <> ALL($2::text[]) AND id <> $4 LIMIT $3)`,
+            [deleteBefore, plan.critical, batch, runId],
+          );
+          if (d.rowCount) await count(q, 'logs_deleted', d.rowCount);
+          return d;
+        });
         logs += r.rowCount;
         if (r.rowCount < batch) break;
       }
       for (;;) {
-        const r = await this.db.tx((q) =>
-          q.query(
+        this.opts.signal?.throwIfAborted();
+        const r = await this.db.tx(async (q) => {
+          const u = await q.query(
             `UPDATE audit_log SET before_state = NULL, after_state = NULL WHERE id IN (
                SELECT id FROM audit_log
                 WHERE "timestamp" < $1 AND (before_state IS NOT NULL OR after_state IS NOT NULL) LIMIT $2)`,
             [clearBefore, batch],
-          ),
-        );
+          );
+          if (u.rowCount) await count(q, 'snapshots_cleared', u.rowCount);
+          return u;
+        });
         snapshots += r.rowCount;
         if (r.rowCount < batch) break;
       }
@@ -115,25 +155,20 @@ export class AuditRetention {
       failure = e;
     }
     const report: RetentionReport = { ...plan, dryRun: false, logs, snapshots };
-    // Recorded even when a batch failed part-way: what was done stays accounted for.
-    await this.db.tx(async (q) => {
-      await writeAudit(q, actor, {
-        action: 'audit_retention',
-        entityType: 'audit_log',
-        details: {
-          ...(actor ? {} : { by: 'scheduled job' }),
-          logs_deleted: logs,
-          snapshots_cleared: snapshots,
-          retention_days: plan.retentionDays,
-          snapshot_days: plan.snapshotDays,
-          deleted_before: deleteBefore,
-          snapshots_cleared_before: clearBefore,
-          ...(failure ? { failed: String((failure as Error).message ?? failure).slice(0, 200) } : {}),
-        },
+    const interrupted = !!failure && !!this.opts.signal?.aborted;
+    // Completes the row even when a batch failed part-way (its counts are already right).
+    const status = failure ? (interrupted ? 'interrupted' : 'failed') : 'completed';
+    const extra = failure && !interrupted ? { failed: String((failure as Error).message ?? failure).slice(0, 200) } : {};
+    await this.db
+      .tx(async (q) => {
+        await q.query(`UPDATE audit_log SET details = details || $2::jsonb WHERE id = $1`, [runId, JSON.stringify({ status, ...extra })]);
+        if (!failure && opts.report) await opts.report(q, report);
+      })
+      .catch((e) => {
+        // The counts are right whatever happens here; only the status word is missing.
+        if (!failure) throw e;
       });
-      if (!failure && opts.report) await opts.report(q, report);
-    });
-    if (failure) throw failure;
+    if (failure) throw interrupted ? new InterruptedError() : failure;
     return report;
   }
 }

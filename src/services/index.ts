@@ -14,6 +14,7 @@ import { Lifecycle } from './lifecycle.js';
 import { Masker } from './masking.js';
 import { Outbox } from './outbox.js';
 import { BurstAlerts } from './bursts.js';
+import { DeliveryDedupe } from './deliveries.js';
 import { Digests } from './digests.js';
 import { LockoutAlerts } from './lockouts.js';
 import { AlertStorms } from './storms.js';
@@ -36,6 +37,8 @@ export interface Services {
   chat: Chat;
   /** Shutdown signal and in-flight work tracking (issue 12). */
   lifecycle: Lifecycle;
+  /** First delivery of a Slack request? Redis, or the database when Redis is down (issue 12). */
+  deliveries: DeliveryDedupe;
   identity: IdentityService;
   stepUp: StepUpService;
   users: UserDirectory;
@@ -86,6 +89,7 @@ export interface ServiceDeps {
 
 export function createServices(deps: ServiceDeps): Services {
   const { config, db, store } = deps;
+  const lifecycle = deps.lifecycle ?? new Lifecycle();
   // Built as a whole first so that services which need the others (promotions) can be added below.
   const services = {
     config,
@@ -93,7 +97,8 @@ export function createServices(deps: ServiceDeps): Services {
     store,
     logger: deps.logger,
     chat: deps.chat,
-    lifecycle: deps.lifecycle ?? new Lifecycle(),
+    lifecycle,
+    deliveries: new DeliveryDedupe({ store, db, logger: deps.logger }),
     identity: new IdentityService(db, deps.directory),
     stepUp: new StepUpService(db, store, config.STEPUP_MAX_FAILURES),
     users: new UserDirectory(db),
@@ -106,7 +111,7 @@ export function createServices(deps: ServiceDeps): Services {
         timeoutMs: config.EMAIL_TIMEOUT_MS,
       }),
     masker: new Masker(config.ANONYMIZE_AUDIT_LOGS, config.SLACK_SIGNING_SECRET),
-    ...createAuditServices({ config, db, chat: deps.chat, logger: deps.logger }),
+    ...createAuditServices({ config, db, chat: deps.chat, logger: deps.logger, signal: lifecycle.signal }),
     outbox: new Outbox(db, deps.alertChat ?? deps.chat, deps.logger, {
       pollMs: config.OUTBOX_POLL_MS,
       paceMs: config.OUTBOX_PACE_MS,

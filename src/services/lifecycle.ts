@@ -1,3 +1,5 @@
+import { UserError } from '../errors.js';
+
 /**
  * The process's life as services see it: long work (exports, retention, scheduled jobs)
  * checks `stopping` between steps and hands its work back — says "interrupted, run again",
@@ -51,10 +53,12 @@ export class Lifecycle {
   }
 }
 
-/** Work stopped because Warden is shutting down; the user is told to run it again. */
-export class InterruptedError extends Error {
+/**
+ * Work stopped because Warden is shutting down. A UserError: the person who asked for it
+ * reads exactly this, not an apology for a bug.
+ */
+export class InterruptedError extends UserError {
   constructor() {
-    super('Warden is restarting; the work was interrupted');
-    this.name = 'InterruptedError';
+    super('Interrupted: Warden is restarting. What was already done is recorded in the audit log; run it again in a minute.');
   }
 }

@@ -136,12 +136,14 @@ describe('/audit export', () => {
     expect(t.fake.callsTo('files.getUploadURLExternal')).toHaveLength(before);
   });
 
-  it('explains a refused upload (Warden not in the channel) and audits nothing', async () => {
+  it('explains a refused upload (Warden not in the channel); the audit row, written before the upload, says it was not delivered', async () => {
     const exportsBefore = (await auditRows(db, 'audit_export')).length;
     t.fake.failNext('files.completeUploadExternal', { status: 200, error: 'not_in_channel' });
     const { text } = await run('/audit export action:login_failed');
     expect(text).toContain('Slack refused the file (`not_in_channel`)');
-    expect(await auditRows(db, 'audit_export')).toHaveLength(exportsBefore);
+    const rows = await auditRows(db, 'audit_export');
+    expect(rows).toHaveLength(exportsBefore + 1);
+    expect(rows.at(-1).details).toMatchObject({ rows: 6, delivery_failed: 'not_in_channel' });
   });
 
   it('--unmasked asks for step-up, refuses a wrong code, then sends the clear file to the DM only', async () => {
