@@ -66,7 +66,8 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   // account lookup instead of adding to it. Modal submissions check before their ack, which
   // carries the answer.
   const firstDelivery = async (body: unknown): Promise<boolean> => {
-    const first = await services.store.setIfAbsent(deliveryKey(body), '1', 600).catch(() => true);
+    // Redis first; the database when Redis is down (services/deliveries.ts).
+    const first = await services.deliveries.first(deliveryKey(body), 600);
     if (!first) {
       markDuplicate();
       logger.info({ type: (body as any).type ?? 'slash_command' }, 'duplicate Slack delivery ignored');
