@@ -44,6 +44,7 @@ const INVALID: Record<string, string | null> = {
   SLACK_APP_TOKEN: 'xoxb-not-an-app-token',
   SLACK_API_URL: 'not a url',
   PORT: '70000',
+  SLACK_TIMEOUT_MS: '100',
   DATABASE_URL: 'mysql://db/app',
   DATABASE_POOL_MAX: '0',
   WARDEN_DATA_DIR: null,
@@ -95,6 +96,8 @@ const INVALID: Record<string, string | null> = {
   LOCKOUT_STORM_PER_MINUTE: '0',
   LOCKOUT_STORM_HOLD_MS: '20000',
   METRICS_TOKEN: 'short',
+  SHUTDOWN_DRAIN_MS: '-5',
+  SHUTDOWN_DEADLINE_MS: '30000',
 };
 
 describe('settings: every one empty, missing and invalid', () => {
