@@ -387,8 +387,10 @@ export class LockoutAlerts {
    * Records on the alert that the account was unlocked and queues the card update.
    * The unlock itself (with its audit row) is done by the caller's unlock service.
    */
-  async markUnlocked(actor: Actor, alertId: number): Promise<LockoutAlertRow> {
-    return this.deps.db.tx(async (q) => {
+  /** Marks the card unlocked; in `inTx` when given (the unlock's own transaction), else in its own. */
+  async markUnlocked(actor: Actor, alertId: number, inTx?: Queryable): Promise<LockoutAlertRow> {
+    const run = (fn: (q: Queryable) => Promise<LockoutAlertRow>) => (inTx ? fn(inTx) : this.deps.db.tx(fn));
+    return run(async (q) => {
       const { rows } = await q.query<LockoutAlertRow>(
         `UPDATE warden_lockout_alert SET unlocked_by = $2, unlocked_at = now()
           WHERE id = $1 AND unlocked_at IS NULL RETURNING *`,

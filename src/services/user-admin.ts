@@ -383,7 +383,15 @@ export class UserAdminService {
   // ---------------------------------------------------------------- unlock
 
   /** Clears the lockout (the guide's "Database Unlock"), returning the failed attempts that caused it. */
-  async unlock(actor: Actor, username: string): Promise<{ before: UserRow; user: UserRow; attempts: FailedAttempt[] }> {
+  /**
+   * `alsoInTx` runs in the unlock's own transaction (e.g. marking the lockout card unlocked), so
+   * that a crash can never leave one step done without the other.
+   */
+  async unlock(
+    actor: Actor,
+    username: string,
+    opts: { alsoInTx?: (q: Queryable) => Promise<void> } = {},
+  ): Promise<{ before: UserRow; user: UserRow; attempts: FailedAttempt[] }> {
     requireAdmin(actor, 'unlock accounts');
     const attempts = await this.deps.users.recentFailedLogins(username, 10);
     return this.db.tx(async (q) => {
@@ -409,6 +417,7 @@ export class UserAdminService {
         after: rows[0],
         details: { username, failed_attempts: before.failed_login_attempts ?? 0, was_locked: status === 'locked' },
       });
+      await opts.alsoInTx?.(q);
       return { before, user: toUser(rows[0]), attempts };
     });
   }
