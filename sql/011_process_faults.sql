@@ -11,3 +11,12 @@ CREATE TABLE IF NOT EXISTS warden_delivery (
     expires_at  timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS warden_delivery_expires_idx ON warden_delivery (expires_at);
+
+-- Health hysteresis: consecutive bad / good checks of the overall status, so that an incident
+-- opens after HEALTH_OPEN_AFTER bad checks and resolves after HEALTH_RESOLVE_AFTER good ones.
+CREATE TABLE IF NOT EXISTS warden_health_streak (
+    id          int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    bad         int NOT NULL DEFAULT 0,
+    good        int NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);

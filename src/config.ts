@@ -139,6 +139,11 @@ const settingsSchema = z.object({
   POOL_WARNING_PERCENT: int(70, 1, 100),
   POOL_CRITICAL_PERCENT: int(85, 1, 100),
   POOL_DANGER_PERCENT: int(95, 1, 100),
+  /** The application's own Redis (its cache), rated by /health; Warden's REDIS_URL never is. */
+  APP_REDIS_URL: optionalString.pipe(z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional()),
+  /** Consecutive bad health checks before an incident opens, and good ones before it resolves. */
+  HEALTH_OPEN_AFTER: int(2, 1, 60),
+  HEALTH_RESOLVE_AFTER: int(2, 1, 60),
   CACHE_DEGRADED_HIT_RATE: int(60, 0, 100),
   CACHE_UNHEALTHY_HIT_RATE: int(30, 0, 100),
   AUDIT_QUERY_DEGRADED_MS: int(200),

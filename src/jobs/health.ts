@@ -2,7 +2,7 @@ import type { HealthReport } from '../services/health.js';
 import type { Services } from '../services/index.js';
 import type { ObserveOutcome } from '../services/incidents.js';
 import { reportDatabaseBack, reportDatabaseDown } from '../services/database-outage.js';
-import { scheduleJob, type JobSpec } from './runner.js';
+import { runJobOnce, scheduleJob, type JobSpec } from './runner.js';
 
 /**
  * The health job (HEALTH_CRON, every minute by default), once per tick across replicas:
@@ -40,6 +40,20 @@ export function healthJob(cron: string): JobSpec {
 }
 
 /** Registered in src/jobs/index.ts. */
-export function startHealthJob(services: Services): () => Promise<void> {
-  return scheduleJob(services, healthJob(services.config.HEALTH_CRON));
+export function startHealthJob(services: Services, opts: { checkNow?: boolean } = {}): () => Promise<void> {
+  const job = healthJob(services.config.HEALTH_CRON);
+  const stop = scheduleJob(services, job);
+  // The first check runs at start, not at the next cron minute (up to a minute blind).
+  const first =
+    opts.checkNow === false
+      ? Promise.resolve()
+      : services.lifecycle.track(runJobOnce(services, job).then(
+          () => undefined,
+          (err: unknown) => services.logger.error({ err }, 'first health check failed'),
+        ));
+  return async () => {
+    await stop();
+    await first;
+    await services.health.close();
+  };
 }

@@ -2,14 +2,15 @@ import { performance } from 'node:perf_hooks';
 import cron from 'node-cron';
 import { request } from 'undici';
 import { jobRuns, type JobRunRow } from '../db/job-runs.js';
+import { RedisStore } from '../store/index.js';
 import type { Services } from './index.js';
 
 /**
  * System health (seed 001, "System Health Monitoring"): each component measured against the
  * seed's thresholds, and an overall status. A component that cannot be measured is
  * "unknown", never silently healthy; an optional part that is not set up is "not
- * configured" and does not count towards the overall status (except e-mail, which the
- * seed's table rates "degraded" when not configured).
+ * configured" and does not count towards the overall status (e-mail counts only when a
+ * feature needs it; the cache is the application's, APP_REDIS_URL, never Warden's store).
  */
 
 export type Status = 'healthy' | 'degraded' | 'unhealthy' | 'unknown';
@@ -147,6 +148,7 @@ export interface HealthOptions {
 
 export class HealthService {
   private homeCache?: { at: number; report: Promise<HealthReport> };
+  private appCache?: RedisStore;
 
   constructor(
     private readonly services: () => Services,
@@ -282,14 +284,20 @@ export class HealthService {
     }
   }
 
+  /**
+   * The application's cache: its own Redis (APP_REDIS_URL), whose server-wide hit rate is what
+   * the seed's thresholds are about. Warden's store is never rated: its probe reads miss by
+   * design, and its counters say nothing about the application.
+   */
   async checkCache(): Promise<ComponentReport> {
     const c = this.s.config;
-    const { store } = this.s;
     const thresholds = `healthy ≥${c.CACHE_DEGRADED_HIT_RATE}% hit rate · degraded ≥${c.CACHE_UNHEALTHY_HIT_RATE}% · unhealthy below`;
-    const base = { key: 'cache' as const, name: 'Cache (Redis)', thresholds };
-    if (store.kind !== 'redis') {
-      return { ...base, status: 'not_configured', summary: 'not configured (no REDIS_URL: in-process store, one instance only)', figures: {} };
+    const base = { key: 'cache' as const, name: "Application cache (Redis)", thresholds };
+    if (!c.APP_REDIS_URL) {
+      return { ...base, status: 'not_configured', summary: "not configured (APP_REDIS_URL unset; Warden's own store is not rated)", figures: {} };
     }
+    this.appCache ??= RedisStore.connect(c.APP_REDIS_URL, '');
+    const store = this.appCache;
     try {
       const stats = await within(store.hitRate(), 2000, 'Redis');
       if (!stats) return { ...base, status: 'unknown', summary: 'Redis keeps no hit statistics', figures: {} };
@@ -377,11 +385,27 @@ export class HealthService {
     return { ...base, status: known, summary: `reports ${known}${message} (${ms} ms)`, details, figures };
   }
 
+  /**
+   * E-mail is rated only when a feature needs it: reset links (PASSWORD_RESET_URL) go out by
+   * e-mail. Otherwise "not configured" is a deployment choice, not an incident.
+   */
   checkEmail(): ComponentReport {
-    const base = { key: 'email' as const, name: 'E-mail', thresholds: 'configured → healthy · not configured → degraded (seed table)' };
-    return this.s.mailer.configured
-      ? { ...base, status: 'healthy', summary: 'configured', figures: { configured: true } }
-      : { ...base, status: 'degraded', summary: 'not configured (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM)', figures: { configured: false } };
+    const needed = !!this.s.config.PASSWORD_RESET_URL;
+    const base = {
+      key: 'email' as const,
+      name: 'E-mail',
+      thresholds: 'configured → healthy · not configured → degraded when a feature needs it (PASSWORD_RESET_URL set), else not rated',
+    };
+    if (this.s.mailer.configured) return { ...base, status: 'healthy', summary: 'configured', figures: { configured: true } };
+    return needed
+      ? { ...base, status: 'degraded', summary: 'not configured (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM), but PASSWORD_RESET_URL sends reset links by e-mail', figures: { configured: false } }
+      : { ...base, status: 'not_configured', summary: 'not configured (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM); no feature needs it', figures: { configured: false } };
+  }
+
+  /** Closes the connection to the application's Redis, if one was opened. */
+  async close(): Promise<void> {
+    await this.appCache?.close();
+    this.appCache = undefined;
   }
 
   /** Every job from warden_job_run (plus jobs scheduled here that never ran), flagged when stale or failing. */

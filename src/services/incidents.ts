@@ -15,6 +15,8 @@ import type { Services } from './index.js';
  * Every message goes through the alert outbox in the same transaction as the incident row,
  * so a decision and its message commit together and nothing is lost while Slack is away.
  * One open incident at most (a partial unique index), whatever the number of job runners.
+ * It opens after HEALTH_OPEN_AFTER bad checks in a row and resolves after HEALTH_RESOLVE_AFTER
+ * good ones, so a single slow check neither opens nor closes one.
  */
 
 export interface IncidentRow {
@@ -59,13 +61,27 @@ export class IncidentService {
    */
   async observe(report: HealthReport): Promise<ObserveOutcome> {
     const channel = this.s.config.ALERTS_CHANNEL;
+    const { HEALTH_OPEN_AFTER: openAfter, HEALTH_RESOLVE_AFTER: resolveAfter } = this.s.config;
     const outcome = await this.s.db.tx(async (q): Promise<ObserveOutcome> => {
+      // Consecutive bad / good checks (one row, locked: replicas' ticks count once each).
+      const healthy = report.status === 'healthy';
+      const { rows: streaks } = await q.query<{ bad: number; good: number }>(
+        `INSERT INTO warden_health_streak AS s (id, bad, good) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET bad = CASE WHEN $1 = 1 THEN s.bad + 1 ELSE 0 END,
+                                        good = CASE WHEN $2 = 1 THEN s.good + 1 ELSE 0 END,
+                                        updated_at = now()
+         RETURNING bad, good`,
+        [healthy ? 0 : 1, healthy ? 1 : 0],
+      );
+      const streak = streaks[0];
       const open = await q.query<IncidentRow>(`SELECT * FROM warden_health_incident WHERE status = 'open' FOR UPDATE`);
       const current = open.rows[0];
       const reportJson = JSON.stringify(report);
 
-      if (report.status === 'healthy') {
+      if (healthy) {
         if (!current) return { action: 'none' };
+        // Not yet: it has to stay good for a few checks before the incident is called resolved.
+        if (streak.good < resolveAfter) return { action: 'none' };
         const { rows } = await q.query<IncidentRow>(
           `UPDATE warden_health_incident
               SET status = 'resolved', resolved_at = $2, last_checked_at = $2, last_report = $3
@@ -84,6 +100,8 @@ export class IncidentService {
       }
 
       if (!current) {
+        // One bad check is not an incident: a slow query or a blip must repeat first.
+        if (streak.bad < openAfter) return { action: 'none' };
         const { rows } = await q.query<IncidentRow>(
           `INSERT INTO warden_health_incident (status, opened_at, first_status, last_status, worst_status, last_checked_at, last_report, channel)
            VALUES ('open', $1, $2, $2, $2, $1, $3, $4)

@@ -60,6 +60,8 @@ beforeAll(async () => {
       // The shared test Redis's hit rate belongs to every test run: not this test's subject.
       CACHE_DEGRADED_HIT_RATE: '0',
       CACHE_UNHEALTHY_HIT_RATE: '0',
+      HEALTH_OPEN_AFTER: '1',
+      HEALTH_RESOLVE_AFTER: '1',
     },
   });
   services = t.warden.services;
@@ -93,7 +95,7 @@ describe('/health', () => {
     expect(text).toContain('*Application* — healthy: reports healthy — All systems operational');
     expect(text).toContain('cache: healthy (hit_rate 72.5)');
     expect(text).toContain('*E-mail* — healthy: configured');
-    expect(text).toMatch(/\*Cache \(Redis\)\* — (not configured|healthy)/);
+    expect(text).toMatch(/\*Application cache \(Redis\)\* — not configured/);
     expect(text).toMatch(/`health` — .*last success/);
     expect(text).toContain('`/health pool`');
     expect(text).toMatch(/\*Alert delivery\* — (nothing waiting in the outbox|\d+ alerts? waiting)/);

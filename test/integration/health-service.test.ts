@@ -37,6 +37,9 @@ function services(env: Record<string, string> = {}, opts: { jobInterval?: (j: st
     CACHE_UNHEALTHY_HIT_RATE: '0',
     // Channel pacing has its own tests (test/faults/alert-delivery.test.ts).
     OUTBOX_PACE_MS: '0',
+    // One check opens / resolves here; the N-bad / M-good rule has its own test (test/faults/health.test.ts).
+    HEALTH_OPEN_AFTER: '1',
+    HEALTH_RESOLVE_AFTER: '1',
     ...env,
   });
   const chat = new SlackChat(new webApi.WebClient('xoxb-test', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } }));
@@ -96,12 +99,8 @@ describe('component checks', () => {
     expect(component(r, 'audit').summary).toMatch(/recent-events query [\d.]+ ms/);
     expect(component(r, 'application').summary).toContain('reports healthy — All systems operational');
     expect(component(r, 'application').details).toContain('database: healthy (connected true, query_time_ms 5.2, pool.size 40, pool.checked_out 15, pool.usage_percent 37.5)');
-    if (store.kind === 'memory') {
-      expect(component(r, 'cache')).toMatchObject({ status: 'not_configured', summary: expect.stringContaining('not configured') });
-    } else {
-      expect(component(r, 'cache').status).toBe('healthy');
-      expect(component(r, 'cache').summary).toMatch(/hit rate|no lookups yet/);
-    }
+    // Warden's own store (Redis or not) is never rated: only APP_REDIS_URL, the application's cache.
+    expect(component(r, 'cache')).toMatchObject({ status: 'not_configured', summary: expect.stringContaining('APP_REDIS_URL unset') });
     expect(r.status).toBe('healthy');
   });
 
@@ -156,14 +155,21 @@ describe('component checks', () => {
     expect(component(degraded, 'application').status).toBe('degraded');
   });
 
-  it('without APP_HEALTH_URL the application is "not configured"; without e-mail the seed says degraded', async () => {
-    const s = services({ APP_HEALTH_URL: '' });
+  it('without APP_HEALTH_URL the application is "not configured"; e-mail not configured is degraded only when a feature needs it', async () => {
     const noMail: Mailer = { configured: false, send: async () => {} };
+    const s = services({ APP_HEALTH_URL: '' });
     s.mailer = noMail;
     const r = await s.health.evaluate();
     expect(component(r, 'application').status).toBe('not_configured');
-    expect(component(r, 'email')).toMatchObject({ status: 'degraded', summary: expect.stringContaining('not configured') });
-    expect(r.status).toBe('degraded');
+    expect(component(r, 'email')).toMatchObject({ status: 'not_configured', summary: expect.stringContaining('no feature needs it') });
+    expect(r.status).toBe('healthy');
+
+    // Reset links go out by e-mail: now its absence is a real problem.
+    const needs = services({ APP_HEALTH_URL: '', PASSWORD_RESET_URL: 'https://app.example.com/reset' });
+    needs.mailer = noMail;
+    const r2 = await needs.health.evaluate();
+    expect(component(r2, 'email')).toMatchObject({ status: 'degraded', summary: expect.stringContaining('PASSWORD_RESET_URL') });
+    expect(r2.status).toBe('degraded');
   });
 
   it('flags a stale job and a failing job (seed 000 "scheduler not executing")', async () => {
@@ -191,7 +197,8 @@ describe('component checks', () => {
   it('knows the interval of jobs scheduled in this process (node-cron) and flags them when stale', async () => {
     const s = services({ HEALTH_CRON: '0 0 1 1 *' });
     await db.query(`UPDATE warden_job_run SET last_success = now() - interval '4 years', last_started = now() - interval '4 years'`);
-    const stop = startHealthJob(s);
+    // No check at start here: it would record a fresh success and the job would not be stale.
+    const stop = startHealthJob(s, { checkNow: false });
     try {
       const r = await s.health.evaluate();
       const job = r.jobs.find((j) => j.job === 'health')!;

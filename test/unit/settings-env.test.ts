@@ -98,6 +98,9 @@ const INVALID: Record<string, string | null> = {
   METRICS_TOKEN: 'short',
   SHUTDOWN_DRAIN_MS: '-5',
   SHUTDOWN_DEADLINE_MS: '30000',
+  APP_REDIS_URL: 'localhost:6379',
+  HEALTH_OPEN_AFTER: '0',
+  HEALTH_RESOLVE_AFTER: 'two',
 };
 
 describe('settings: every one empty, missing and invalid', () => {
