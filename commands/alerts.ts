@@ -40,11 +40,11 @@ const submitUnlock: ViewHandler = async (ctx, values, metadata) => {
   const { a } = parseModalMetadata(alertValue, metadata);
   const { services, actor } = ctx;
   const alert = await services.lockouts.get(a);
-  await services.stepUp.verify(actor, typeof values.totp === 'string' ? values.totp : null);
-  // The same unlock as `/users unlock` (admin check, guide's SQL, unlock_account audit row),
-  // with the card marked unlocked in the same transaction: a crash between the two would leave
-  // the card "locked" forever and a second Unlock answering "nothing to unlock".
-  const r = await services.userAdmin.unlock(actor, alert.username, {
+  // The same unlock as `/users unlock`, with the same step-up rule (admin check, guide's SQL,
+  // unlock_account audit row), with the card marked unlocked in the same transaction: a crash
+  // between the two would leave the card "locked" forever and a second Unlock answering
+  // "nothing to unlock".
+  const r = await services.userAdmin.unlock(actor, alert.username, typeof values.totp === 'string' ? values.totp : null, {
     alsoInTx: async (q) => void (await services.lockouts.markUnlocked(actor, a, q)),
   });
   return {

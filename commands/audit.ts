@@ -556,7 +556,7 @@ export const auditCommand: CommandModule = {
   views: {
     'audit:export-unmasked': async (ctx, values, metadata) => {
       const { q } = parseModalMetadata(exportValueSchema, metadata);
-      await ctx.services.stepUp.verify(ctx.actor, typeof values.totp === 'string' ? values.totp : undefined);
+      await ctx.services.stepUp.verify(ctx.actor, typeof values.totp === 'string' ? values.totp : undefined, 'audit_export_unmasked');
       // Slack wants the modal answered within 3 seconds: the export runs after, its file and
       // any failure arrive by DM.
       void ctx.services.lifecycle.track(ctx.services.auditExport
@@ -565,7 +565,7 @@ export const auditCommand: CommandModule = {
       return { kind: 'close', notice: { text: ':lock: Verified. The unmasked export is being prepared; the file will arrive in your direct messages with Warden.' } };
     },
     'audit:retention': async (ctx, values) => {
-      await ctx.services.stepUp.verify(ctx.actor, typeof values.totp === 'string' ? values.totp : undefined);
+      await ctx.services.stepUp.verify(ctx.actor, typeof values.totp === 'string' ? values.totp : undefined, 'audit_retention');
       const { services, actor } = ctx;
       const channel = ctx.source?.channelId;
       const alerts = services.config.ALERTS_CHANNEL;

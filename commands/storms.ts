@@ -39,7 +39,7 @@ const clickUnlockAll: ActionHandler = async (ctx, value) => {
 const submitUnlockAll: ViewHandler = async (ctx, values, metadata) => {
   const { s } = parseModalMetadata(stormValue, metadata);
   const { services, actor } = ctx;
-  await services.stepUp.verify(actor, typeof values.totp === 'string' ? values.totp : null);
+  await services.stepUp.verify(actor, typeof values.totp === 'string' ? values.totp : null, 'unlock_all');
   const locked = await services.storms.lockedAlerts(s);
   // A hundred audited unlocks can take longer than Slack's 3 seconds: the form closes at once
   // and the storm message shows the result. Each unlock commits on its own with its audit row;
@@ -48,8 +48,9 @@ const submitUnlockAll: ViewHandler = async (ctx, values, metadata) => {
     const done: number[] = [];
     for (const a of locked) {
       try {
-        // The same unlock as `/users unlock` (admin check, guide's SQL, unlock_account audit row).
-        await services.userAdmin.unlock(actor, a.username);
+        // The same unlock as `/users unlock` (admin check, guide's SQL, unlock_account audit row);
+        // the one step-up above covers the whole batch.
+        await services.userAdmin.unlockAfterStepUp(actor, a.username);
       } catch (e) {
         // Unlocked elsewhere meanwhile (or disabled): nothing to do; the record says it is not locked.
         if (!(e instanceof ConflictError)) throw e;

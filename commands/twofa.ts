@@ -15,7 +15,7 @@ import {
   type Recovery,
   type WardenCheck,
 } from '../src/services/twofa-recovery.js';
-import { describeCheck, describeDecided, renderRecoveryCard } from '../src/slack/cards/twofa-recovery.js';
+import { describeCheck, describeDecided } from '../src/slack/cards/twofa-recovery.js';
 import { MAX_FAILURE_WINDOW_SECONDS } from '../src/services/twofa-reports.js';
 import { md, type Block, type Button, type Message, type Modal, type ModalField } from '../src/ui.js';
 import { noArgs, parseArgs } from './grammar.js';
@@ -263,6 +263,7 @@ function recoverModal(username: string, role: string, available: Record<WardenCh
       initial: usable,
       hint: `Warden sends a one-time ${CODE_DIGITS}-digit code; ${username} reads it back to you.`,
     },
+    { ...totpField, hint: 'Step-up check: you vouch for this user, so prove it is you with the current code of your own account.' },
   ];
   return {
     callbackId: TWOFA_VIEWS.recover,
@@ -287,6 +288,7 @@ const submitRecover: ViewHandler = async (ctx, values, metadata) => {
     manualChecks: list(values[RECOVERY_FIELDS.manualChecks]),
     evidence: typeof values[RECOVERY_FIELDS.evidence] === 'string' ? (values[RECOVERY_FIELDS.evidence] as string) : '',
     wardenChecks: list(values[RECOVERY_FIELDS.wardenChecks]),
+    totp: typeof values.totp === 'string' ? values.totp : null,
   });
   return { kind: 'update', modal: verifyModal(r, ctx.services.twofaRecovery.minChecks) };
 };
@@ -426,7 +428,7 @@ const openApprove: ActionHandler = async (ctx, value) => {
   const { r } = parseButtonValue(refSchema, value, '/2fa status USERNAME');
   const svc = ctx.services.twofaRecovery;
   const rec = await svc.get(r);
-  svc.assertCanApprove(ctx.actor, rec);
+  await svc.assertCanApprove(ctx.actor, rec);
   if (rec.status !== 'pending' || rec.expires_at <= new Date()) {
     await svc.refreshCard(rec);
     throw new ConflictError(describeDecided(rec));
@@ -466,7 +468,7 @@ async function decide(ctx: InteractionContext, id: number, fn: () => Promise<Rec
   try {
     const rec = await fn();
     const fromElsewhere = ctx.source?.messageTs && ctx.source.messageTs !== rec.card_ts;
-    return { kind: 'close', notice: { text: done(rec) }, ...(fromElsewhere ? { updateSource: renderRecoveryCard(rec) } : {}) };
+    return { kind: 'close', notice: { text: done(rec) }, ...(fromElsewhere ? { updateSource: await ctx.services.twofaRecovery.card(rec) } : {}) };
   } catch (e) {
     if (e instanceof ConflictError) {
       await ctx.services.twofaRecovery

@@ -206,7 +206,7 @@ function editModal(services: Services, u: UserRow, meta: Meta): Modal {
         maxLength: 64,
       },
       { id: 'status', label: 'Account status', kind: 'radio', options: statusOptions, initial: status },
-      optionalTotp('Needed when the role changes to or from admin, or to lock or disable an admin.'),
+      optionalTotp('Needed to change the e-mail, to unlock or re-enable, when the role changes to or from admin, or for any status change of an admin.'),
     ],
   };
 }
@@ -384,17 +384,35 @@ async function syncLockoutCards(ctx: CommandContext, userId: number): Promise<vo
     .catch((err: unknown) => ctx.services.logger.warn({ err }, 'could not update the lockout cards of an unlocked account'));
 }
 
+/** Unlock asks for the acting admin's 2FA code on every path (command, user card, lockout alert). */
+async function unlockModal(ctx: CommandContext, username: string, meta: Meta): Promise<Modal> {
+  const { before } = await ctx.services.userAdmin.checkUnlock(ctx.services.db, username, false);
+  return {
+    callbackId: 'users:unlock',
+    title: 'Unlock account',
+    submit: 'Unlock',
+    metadata: JSON.stringify(meta),
+    intro:
+      `Unlock ${targetLine(ctx.services, before)}? ${before.failed_login_attempts ?? 0} failed attempts are cleared and it can sign in again at once.` +
+      '\nLifting a lockout also lifts its protection against password guessing, so it needs your 2FA code.',
+    fields: [{ ...totpField }],
+  };
+}
+
 const unlock: Subcommand<z.infer<typeof unlockSchema>> = {
   name: 'unlock',
   usage: 'unlock USERNAME',
-  summary: 'clear a lockout, showing the failed attempts (time, IP) that caused it',
+  summary: 'clear a lockout (2FA code), showing the failed attempts (time, IP) that caused it',
   role: 'admin',
   parse: (words) => parseArgs(words, { positional: ['username'], schema: unlockSchema, usage: UNLOCK_USAGE }),
-  run: async (ctx, { username }) => {
-    const r = await ctx.services.userAdmin.unlock(ctx.actor, username);
-    await syncLockoutCards(ctx, r.user.id);
-    return { kind: 'message', message: unlockedMessage(ctx.services, r.before, r.attempts) };
-  },
+  run: async (ctx, { username }) => ({ kind: 'modal', modal: await unlockModal(ctx, username, { u: username }) }),
+};
+
+const submitUnlock: ViewHandler = async (ctx, values, metadata) => {
+  const meta = parseModalMetadata(metaSchema, metadata);
+  const r = await ctx.services.userAdmin.unlock(ctx.actor, meta.u, str(values.totp));
+  await syncLockoutCards(ctx, r.user.id);
+  return closeWithCard(ctx, meta, unlockedMessage(ctx.services, r.before, r.attempts), r.user.username);
 };
 
 // ------------------------------------------------------------------ reset-password
@@ -413,9 +431,9 @@ function resetModal(services: Services, u: UserRow, meta: Meta, method: 'link' |
     submit: 'Reset',
     metadata: JSON.stringify(meta),
     intro:
-      `Reset the password of ${targetLine(services, u)}.\n` +
+      `Reset the password of ${targetLine(services, u)}. Either way needs your 2FA code.\n` +
       '• *Link*: a fresh reset link, valid 1 hour, is e-mailed to the user; it is never shown in Slack.\n' +
-      '• *Temporary password*: replaces the password now and is shown once, only to you. Needs your 2FA code.',
+      '• *Temporary password*: replaces the password now and is shown once, only to you.',
     fields: [
       {
         id: 'method',
@@ -427,7 +445,7 @@ function resetModal(services: Services, u: UserRow, meta: Meta, method: 'link' |
         ],
         initial: method,
       },
-      optionalTotp('Needed for a temporary password.'),
+      { ...totpField },
     ],
   };
 }
@@ -443,17 +461,13 @@ function linkSentMessage(services: Services, username: string, mailedTo: string,
 const resetPassword: Subcommand<z.infer<typeof resetSchema>> = {
   name: 'reset-password',
   usage: 'reset-password USERNAME [link|temp]',
-  summary: 'e-mail a reset link valid 1 hour (default), or set a temporary password shown once to you (2FA code)',
+  summary: 'e-mail a reset link valid 1 hour (default), or set a temporary password shown once to you; 2FA code; not for admins',
   role: 'admin',
   parse: (words) => parseArgs(words, { positional: ['username', 'method'], schema: resetSchema, usage: RESET_USAGE }),
   run: async (ctx, { username, method }) => {
-    if ((method ?? 'link') === 'link') {
-      const r = await ctx.services.userAdmin.sendResetLink(ctx.actor, username);
-      return { kind: 'message', message: linkSentMessage(ctx.services, username, r.mailedTo, r.expiresAt) };
-    }
-    const u = await ctx.services.users.getByUsername(username);
-    if (u.id === ctx.actor.user.id) throw new UserError('Change your own password in the application, not with a temporary one.');
-    return { kind: 'modal', modal: resetModal(ctx.services, u, { u: username }, 'temp') };
+    // Refusals (admin account, own account, recently changed e-mail) come before the form.
+    const u = await ctx.services.userAdmin.checkReset(ctx.actor, username, method ?? 'link');
+    return { kind: 'modal', modal: resetModal(ctx.services, u, { u: username }, method ?? 'link') };
   },
 };
 
@@ -461,7 +475,7 @@ const submitReset: ViewHandler = async (ctx, values, metadata) => {
   const meta = parseModalMetadata(metaSchema, metadata);
   const method = str(values.method) ?? 'link';
   if (method === 'link') {
-    const r = await ctx.services.userAdmin.sendResetLink(ctx.actor, meta.u);
+    const r = await ctx.services.userAdmin.sendResetLink(ctx.actor, meta.u, str(values.totp));
     return closeWithCard(ctx, meta, linkSentMessage(ctx.services, meta.u, r.mailedTo, r.expiresAt), meta.u);
   }
   if (method !== 'temp') throw new ValidationErrors({ method: 'Choose a link or a temporary password.' });
@@ -591,14 +605,6 @@ function clicked(value: string) {
   return parseButtonValue(buttonSchema, value, '/users show USERNAME');
 }
 
-const clickUnlock: ActionHandler = async (ctx, value) => {
-  const b = clicked(value);
-  const r = await ctx.services.userAdmin.unlock(ctx.actor, b.u);
-  await syncLockoutCards(ctx, r.user.id);
-  const message = unlockedMessage(ctx.services, r.before, r.attempts);
-  if (!b.c) return { kind: 'message', message };
-  return { kind: 'update_and_message', update: await renderUserCard(ctx.services, r.user), message };
-};
 
 const openFor =
   (build: (ctx: InteractionContext, u: UserRow, meta: Meta) => Promise<Modal> | Modal): ActionHandler =>
@@ -613,7 +619,7 @@ const openFor =
 export const adminSubcommands: Subcommand[] = [create, edit, role, unlock, resetPassword, deleteUser, link];
 
 export const adminActions: Record<string, ActionHandler> = {
-  'users:unlock': clickUnlock,
+  'users:unlock': openFor((ctx, u, meta) => unlockModal(ctx, u.username, meta)),
   'users:reset': openFor((ctx, u, meta) => resetModal(ctx.services, u, meta, 'link')),
   'users:edit': openFor((ctx, u, meta) => editModal(ctx.services, u, meta)),
   'users:role': openFor((ctx, u, meta) => roleModal(ctx.services, u, meta)),
@@ -625,6 +631,7 @@ export const adminViews: Record<string, ViewHandler> = {
   'users:edit': submitEdit,
   'users:role': submitRole,
   'users:reset': submitReset,
+  'users:unlock': submitUnlock,
   'users:delete': submitDelete,
   'users:link': submitLink,
   // The one-time secret view has no submit button in Slack; the console may still "submit" it.

@@ -108,6 +108,8 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
     logger,
   );
   await slackProbe.start();
+  // Identity changes made on other replicas reach this one within a second (NOTIFY).
+  await services.identity.start();
   const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply, metrics, slackProbe });
   const server = opts.socketMode ? await app.start() : await app.start(config.PORT);
   const address = (server as any)?.address?.();
@@ -143,6 +145,7 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
     await within(lifecycle.drained(), Math.max(0, left() - 4000));
     lifecycle.stop();
     await within(Promise.all([lifecycle.drained(), closed]), Math.max(0, left() - 1500));
+    await within(services.identity.stop(), 500).catch(() => {});
     if (ownStore) await within(store.close(), 500).catch(() => {});
     if (ownDb) await within(db.close(), Math.max(0, left() - 200)).catch(() => {});
     logger.info({ ms: Date.now() - started }, 'Warden stopped');

@@ -129,6 +129,8 @@ const settingsSchema = z.object({
   RECOVERY_TTL: duration('24h'),
   /** Warden-run identity checks (e-mail code, Slack DM code) that must pass before a 2FA recovery goes to approval. */
   RECOVERY_MIN_WARDEN_CHECKS: int(1, 1, 2),
+  /** After an account's e-mail or Slack link changed, how long it can neither open nor approve recoveries and promotions (issue 10). */
+  IDENTITY_COOLDOWN: duration('72h'),
 
   // Thresholds (seed 001, "System Health" and "Unlock Account")
   DB_QUERY_DEGRADED_MS: int(100),

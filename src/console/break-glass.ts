@@ -52,7 +52,7 @@ export async function runBreakGlass(opts: { config: Config; args: ConsoleArgs })
     const hub = app.hub;
     const actor = await hub.services.identity.resolve({ userId: OPERATOR_SLACK_ID, teamId: 'T_WARDEN' });
     try {
-      await hub.services.stepUp.verify(actor, await ask(`2FA code of ${user.username}: `));
+      await hub.services.stepUp.verify(actor, await ask(`2FA code of ${user.username}: `), 'console_break_glass');
     } catch (e) {
       if (!(e instanceof StepUpError)) throw e;
       console.error(`Refused: ${e.message}`);

@@ -7,6 +7,7 @@ import type { AuditRetention } from './audit-retention.js';
 import type { AuditSearch } from './audit-search.js';
 import type { Chat } from './chat.js';
 import { IdentityService, type SlackDirectory } from './identity.js';
+import { IdentityChanges } from './identity-changes.js';
 import { HealthService } from './health.js';
 import { HttpMailer, type Mailer } from './mailer.js';
 import { IncidentService } from './incidents.js';
@@ -40,6 +41,8 @@ export interface Services {
   /** First delivery of a Slack request? Redis, or the database when Redis is down (issue 12). */
   deliveries: DeliveryDedupe;
   identity: IdentityService;
+  /** Who changed whose e-mail / Slack link and when; the cool-down and four-eyes rules on it (issue 10). */
+  identityChanges: IdentityChanges;
   stepUp: StepUpService;
   users: UserDirectory;
   mailer: Mailer;
@@ -90,6 +93,11 @@ export interface ServiceDeps {
 export function createServices(deps: ServiceDeps): Services {
   const { config, db, store } = deps;
   const lifecycle = deps.lifecycle ?? new Lifecycle();
+  const outbox = new Outbox(db, deps.alertChat ?? deps.chat, deps.logger, {
+    pollMs: config.OUTBOX_POLL_MS,
+    paceMs: config.OUTBOX_PACE_MS,
+    maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
+  });
   // Built as a whole first so that services which need the others (promotions) can be added below.
   const services = {
     config,
@@ -99,8 +107,16 @@ export function createServices(deps: ServiceDeps): Services {
     chat: deps.chat,
     lifecycle,
     deliveries: new DeliveryDedupe({ store, db, logger: deps.logger }),
-    identity: new IdentityService(db, deps.directory),
-    stepUp: new StepUpService(db, store, config.STEPUP_MAX_FAILURES),
+    identity: new IdentityService(db, deps.directory, { cooldownSeconds: config.IDENTITY_COOLDOWN }, deps.logger),
+    identityChanges: new IdentityChanges(db, config.IDENTITY_COOLDOWN),
+    stepUp: new StepUpService({
+      db,
+      store,
+      logger: deps.logger,
+      outbox,
+      securityChannel: config.SECURITY_CHANNEL,
+      maxFailures: config.STEPUP_MAX_FAILURES,
+    }),
     users: new UserDirectory(db),
     mailer:
       deps.mailer ??
@@ -112,11 +128,7 @@ export function createServices(deps: ServiceDeps): Services {
       }),
     masker: new Masker(config.ANONYMIZE_AUDIT_LOGS, config.SLACK_SIGNING_SECRET),
     ...createAuditServices({ config, db, chat: deps.chat, logger: deps.logger, signal: lifecycle.signal }),
-    outbox: new Outbox(db, deps.alertChat ?? deps.chat, deps.logger, {
-      pollMs: config.OUTBOX_POLL_MS,
-      paceMs: config.OUTBOX_PACE_MS,
-      maxBackoffMs: config.OUTBOX_BACKOFF_MAX * 1000,
-    }),
+    outbox,
   } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin' | 'lockouts' | 'bursts' | 'digests' | 'storms'>;
   const baseAlertDeps = { config, db, outbox: services.outbox, masker: services.masker, logger: deps.logger };
   const alertDeps = { ...baseAlertDeps, storms: new AlertStorms(baseAlertDeps) };
@@ -135,7 +147,11 @@ export function createServices(deps: ServiceDeps): Services {
       mailer: services.mailer,
       stepUp: services.stepUp,
       identity: services.identity,
+      identityChanges: services.identityChanges,
       users: services.users,
+      chat: services.chat,
+      store,
+      logger: deps.logger,
       resetUrl: config.PASSWORD_RESET_URL,
     }),
     promotions: new PromotionService({
@@ -144,6 +160,7 @@ export function createServices(deps: ServiceDeps): Services {
       chat: services.chat,
       outbox: services.outbox,
       identity: services.identity,
+      identityChanges: services.identityChanges,
       stepUp: services.stepUp,
       masker: services.masker,
       logger: services.logger,

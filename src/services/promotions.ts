@@ -12,6 +12,7 @@ import type { Outbox } from './outbox.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
 import type { Masker } from './masking.js';
 import type { StepUpService } from './step-up.js';
+import type { IdentityChange, IdentityChanges } from './identity-changes.js';
 
 /**
  * Promotion review (seed 001, "Manage Promotion Requests"; issue 4).
@@ -77,6 +78,8 @@ export interface PromotionView {
   history: HistorySummary;
   /** Pending but older than PROMOTION_TTL (the expiry job has not run yet). */
   overdue: boolean;
+  /** The requester's identity changes within the cool-down (shown on the card). */
+  identityChanges: IdentityChange[];
 }
 
 export interface PromotionDeps {
@@ -86,6 +89,7 @@ export interface PromotionDeps {
   /** Announcements owed by decisions (card update, DM) are queued here in the deciding transaction. */
   outbox: Outbox;
   identity: IdentityService;
+  identityChanges: IdentityChanges;
   stepUp: StepUpService;
   masker: Masker;
   logger: Logger;
@@ -119,6 +123,8 @@ export class PromotionService {
    */
   async request(actor: Actor, rawReason: string): Promise<{ request: PromotionRow; card: PostedRef | null; cardError?: string }> {
     const reason = validateReason(rawReason);
+    // A freshly re-pointed identity must not be able to ask for admin (issue 10).
+    await this.deps.identityChanges.assertClear(actor, 'request a promotion', []);
     const request = await this.db.tx(async (q) => {
       // Serialises two requests of the same user (one pending per user).
       const { rows: users } = await q.query(`SELECT ${USER_COLUMNS} FROM "user" WHERE id = $1 FOR UPDATE`, [actor.user.id]);
@@ -223,6 +229,7 @@ export class PromotionService {
       card: c?.channel && c.ts && c.posted_at ? { channel: c.channel, ts: c.ts, postedAt: c.posted_at } : null,
       history: await this.history(requester, request.id, q),
       overdue,
+      identityChanges: await this.deps.identityChanges.recent([requester.id], q),
     };
   }
 
@@ -278,12 +285,20 @@ export class PromotionService {
     return view;
   }
 
+  /** Cool-down and four eyes on identity: neither a freshly changed requester nor approver, nor whoever changed the requester. */
+  private async assertIdentityClear(actor: Actor, view: PromotionView): Promise<void> {
+    await this.deps.identityChanges.assertClear(actor, `approve request #${view.request.id}`, [
+      { userId: view.requester.id, label: 'the requester' },
+    ]);
+  }
+
   /** The Approve click: checks, and whether the approver can step up at all. */
   async prepareApprove(actor: Actor, id: number): Promise<PromotionView> {
     const view = await this.assertDecidable(actor, id);
     if (view.requester.role === 'admin') {
       throw new ConflictError(`${view.requester.username} is already an admin. Reject this request instead.`);
     }
+    await this.assertIdentityClear(actor, view);
     if (!(await this.deps.stepUp.canStepUp(actor))) {
       throw new ForbiddenError(
         'Approving a promotion needs your 2FA code, but your account has no two-factor authentication. ' +
@@ -305,7 +320,8 @@ export class PromotionService {
     if (pre.requester.role === 'admin') {
       throw new ConflictError(`${pre.requester.username} is already an admin. Reject this request instead.`);
     }
-    await this.deps.stepUp.verify(actor, input.totp);
+    await this.assertIdentityClear(actor, pre);
+    await this.deps.stepUp.verify(actor, input.totp, 'promotion_approve');
 
     const decided = await this.db.tx(async (q) => {
       const win = await q.query(

@@ -3,10 +3,11 @@ import { z } from 'zod';
 import type { Queryable } from '../db/index.js';
 import { USER_COLUMNS, userRowSchema, type UserRow } from '../domain/user.js';
 import { ConflictError, ForbiddenError, NotFoundError, UserError, ValidationErrors } from '../errors.js';
-import { md } from '../ui.js';
+import { md, type Message } from '../ui.js';
 import { describeDecided, describeOpen, recoveryCodeDm, recoveryDoneDm, renderRecoveryCard } from '../slack/cards/twofa-recovery.js';
 import { writeAudit } from './audit-writer.js';
 import { requireAdmin, type Actor } from './identity.js';
+import type { IdentityChange } from './identity-changes.js';
 import type { Services } from './index.js';
 import { maskEmail, maskText } from './masking.js';
 
@@ -53,6 +54,8 @@ export const CODE_TTL_SECONDS = 10 * 60;
 export const CODE_MAX_ATTEMPTS = 5;
 /** Codes sent for one user in an hour, across recoveries and channels. */
 export const CODE_SENDS_PER_HOUR = 6;
+/** Codes one admin may have sent in an hour, across every account. */
+export const CODE_SENDS_PER_ADMIN_HOUR = 10;
 /** A Slack link must be older than this before a code may be sent through it. */
 export const SLACK_LINK_MIN_AGE_MS = 24 * 3600 * 1000;
 
@@ -184,21 +187,27 @@ export class TwoFaRecoveryService {
 
   /** Which Warden-run checks can be used for this user right now, and why not. */
   async availability(target: UserRow): Promise<Record<WardenCheck, CheckAvailability>> {
+    const changes = await this.s.identityChanges.recent([target.id]);
+    const cooldown = this.s.identityChanges.cooldownText;
     const email: CheckAvailability = !this.s.mailer.configured
       ? { ok: false, why: 'e-mail is not configured in Warden (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM)' }
       : !target.email
         ? { ok: false, why: 'the account has no e-mail address' }
-        : { ok: true, destination: maskEmail(target.email) };
+        : changes.some((c) => c.kind === 'email')
+          ? { ok: false, why: `the account’s e-mail address was changed within the last ${cooldown} (IDENTITY_COOLDOWN)` }
+          : { ok: true, destination: maskEmail(target.email) };
     const links = await this.s.identity.slackAccountsOf(target.id);
     const old = links.filter((l) => Date.now() - l.createdAt.getTime() > SLACK_LINK_MIN_AGE_MS);
-    const slack: CheckAvailability = old[0]
-      ? { ok: true, destination: String(md.user(old[0].slackUserId)), slackUserId: old[0].slackUserId }
-      : {
-          ok: false,
-          why: links.length
-            ? 'their Slack link is less than 24 hours old (a fresh link could be an attacker’s)'
-            : 'no Slack account is linked to the user',
-        };
+    const slack: CheckAvailability = changes.some((c) => c.kind === 'slack_link' || c.kind === 'slack_unlink')
+      ? { ok: false, why: `their Slack link was changed within the last ${cooldown} (IDENTITY_COOLDOWN)` }
+      : old[0]
+        ? { ok: true, destination: String(md.user(old[0].slackUserId)), slackUserId: old[0].slackUserId }
+        : {
+            ok: false,
+            why: links.length
+              ? 'their Slack link is less than 24 hours old (a fresh link could be an attacker’s)'
+              : 'no Slack account is linked to the user',
+          };
     return { email, slack };
   }
 
@@ -213,8 +222,17 @@ export class TwoFaRecoveryService {
     if (!this.s.config.APPROVALS_CHANNEL) {
       throw new UserError('APPROVALS_CHANNEL is not set: a 2FA recovery needs a channel where a second admin can approve it.');
     }
+    // The initiator vouches for the user's identity: they prove their own with 2FA (step-up at open).
+    if (!(await this.s.stepUp.canStepUp(actor))) {
+      throw new ForbiddenError(
+        'Opening a 2FA recovery needs your own 2FA code, but your account has no two-factor authentication. Enrol in the application first (Profile → Enable Two-Factor Authentication).',
+      );
+    }
     const target = await this.s.users.getByUsername(username);
     this.refuseTarget(actor, target);
+    await this.s.identityChanges.assertClear(actor, `open a 2FA recovery for \`${target.username}\``, [
+      { userId: target.id, label: 'the account to recover' },
+    ]);
     const open = await this.openFor(target.id);
     if (open) {
       if (open.status === 'verifying' && open.initiator_id === actor.user.id) return { kind: 'resume', recovery: open };
@@ -253,7 +271,7 @@ export class TwoFaRecoveryService {
    */
   async open(
     actor: Actor,
-    input: { username: string; manualChecks: string[]; evidence: string; wardenChecks: string[] },
+    input: { username: string; manualChecks: string[]; evidence: string; wardenChecks: string[]; totp?: string | null },
   ): Promise<Recovery> {
     requireAdmin(actor, 'recover 2FA');
     const errors: Record<string, string> = {};
@@ -278,7 +296,8 @@ export class TwoFaRecoveryService {
     for (const c of chosen) {
       if (!available[c].ok) throw new UserError(`${CHECK_LABELS[c]} cannot be used: ${available[c].why}.`, RECOVERY_FIELDS.wardenChecks);
     }
-    await this.countSends(target, chosen.length, RECOVERY_FIELDS.wardenChecks);
+    await this.s.stepUp.verify(actor, input.totp, '2fa_recovery_open');
+    await this.countSends(actor, target, chosen.length, RECOVERY_FIELDS.wardenChecks);
 
     const codes = new Map<WardenCheck, string>(chosen.map((c) => [c, generateCode()]));
     const hashed = new Map<WardenCheck, { salt: string; hash: string }>();
@@ -341,14 +360,21 @@ export class TwoFaRecoveryService {
     return this.get(id);
   }
 
-  private async countSends(target: UserRow, n: number, field: string) {
+  private async countSends(actor: Actor, target: UserRow, n: number, field: string) {
     let count = 0;
-    for (let i = 0; i < n; i++) count = await this.s.store.incr(`twofa-recovery:sends:${target.id}`, 3600);
+    let byAdmin = 0;
+    for (let i = 0; i < n; i++) {
+      count = await this.s.store.incr(`twofa-recovery:sends:${target.id}`, 3600);
+      byAdmin = await this.s.store.incr(`twofa-recovery:sends-by:${actor.user.id}`, 3600);
+    }
     if (count > CODE_SENDS_PER_HOUR) {
       throw new UserError(
         `Too many verification codes were sent to \`${target.username}\` in the last hour (at most ${CODE_SENDS_PER_HOUR}). Try again later.`,
         field,
       );
+    }
+    if (byAdmin > CODE_SENDS_PER_ADMIN_HOUR) {
+      throw new UserError(`You have had ${CODE_SENDS_PER_ADMIN_HOUR} verification codes sent in the last hour, the limit. Try again later.`, field);
     }
   }
 
@@ -400,7 +426,7 @@ export class TwoFaRecoveryService {
     const target = await this.loadTarget(r);
     const available = (await this.availability(target))[channel];
     if (!available.ok) throw new UserError(`${CHECK_LABELS[channel]} cannot be used: ${available.why}.`);
-    await this.countSends(target, 1, RECOVERY_FIELDS.wardenChecks);
+    await this.countSends(actor, target, 1, RECOVERY_FIELDS.wardenChecks);
     const code = generateCode();
     const salt = crypto.randomBytes(16).toString('hex');
     const hash = await hashCode(code, salt);
@@ -565,7 +591,7 @@ export class TwoFaRecoveryService {
           entityId: r.id,
           details: { recovery_id: r.id, target: r.target_username, checks: checkSummary(r), manual_checks: r.manual_checks },
         });
-        const ref = await this.s.chat.post(channel, renderRecoveryCard(r));
+        const ref = await this.s.chat.post(channel, renderRecoveryCard(r, await this.identityChangesOf(r, q)));
         await q.query('UPDATE warden_2fa_recovery SET card_channel = $2, card_ts = $3 WHERE id = $1', [r.id, ref.channel, ref.ts]);
       });
     } catch (e) {
@@ -580,8 +606,12 @@ export class TwoFaRecoveryService {
 
   // ---------------------------------------------------------------- deciding
 
-  /** Refuses before any code is asked for: the initiator and the target never decide. */
-  assertCanApprove(actor: Actor, r: Recovery): void {
+  /**
+   * Refuses before any code is asked for: the initiator and the target never decide, and
+   * neither does anyone whose own identity changed within the cool-down or who changed the
+   * identity of the initiator or the target (four eyes means two people).
+   */
+  async assertCanApprove(actor: Actor, r: Recovery): Promise<void> {
     requireAdmin(actor, 'approve a 2FA recovery');
     if (r.target_user_id === actor.user.id) {
       throw new ForbiddenError(`Recovery #${r.id} is for your own account: another admin must approve it.`);
@@ -589,13 +619,27 @@ export class TwoFaRecoveryService {
     if (r.initiator_id === actor.user.id) {
       throw new ForbiddenError(`You opened recovery #${r.id}: a second admin must approve it (four eyes).`);
     }
+    await this.s.identityChanges.assertClear(actor, `approve recovery #${r.id}`, [
+      { userId: r.initiator_id, label: 'the admin who opened it' },
+      { userId: r.target_user_id, label: 'the account to recover' },
+    ]);
+  }
+
+  /** Recent identity changes of the target and the initiator, for the card. */
+  async identityChangesOf(r: Recovery, q?: Queryable): Promise<IdentityChange[]> {
+    return this.s.identityChanges.recent([r.target_user_id, r.initiator_id], q);
+  }
+
+  /** The approval card with its identity changes. */
+  async card(r: Recovery): Promise<Message> {
+    return renderRecoveryCard(r, await this.identityChangesOf(r).catch(() => []));
   }
 
   async approve(actor: Actor, recoveryId: number, totp: string | undefined): Promise<Recovery> {
     const r = await this.get(recoveryId);
-    this.assertCanApprove(actor, r);
+    await this.assertCanApprove(actor, r);
     if (r.status !== 'pending' || r.expires_at <= new Date()) throw new ConflictError(describeDecided(r));
-    await this.s.stepUp.verify(actor, totp);
+    await this.s.stepUp.verify(actor, totp, '2fa_recovery_approve');
     const decided = await this.s.db.tx(async (q) => {
       const upd = await q.query(
         `UPDATE warden_2fa_recovery
@@ -755,7 +799,7 @@ export class TwoFaRecoveryService {
   async refreshCard(r: Recovery): Promise<void> {
     if (!r.card_channel || !r.card_ts) return;
     await this.s.chat
-      .update({ channel: r.card_channel, ts: r.card_ts }, renderRecoveryCard(r))
+      .update({ channel: r.card_channel, ts: r.card_ts }, await this.card(r))
       .catch((err) => this.s.logger.warn({ err: { message: (err as Error).message }, recovery: r.id }, 'could not update the 2fa recovery card'));
   }
 }

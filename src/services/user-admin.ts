@@ -3,6 +3,11 @@ import type { Db, Queryable } from '../db/index.js';
 import { roleSchema, usernameSchema, userRowSchema, type Role, type UserRow } from '../domain/user.js';
 import { ConflictError, ForbiddenError, NotFoundError, UserError, ValidationErrors } from '../errors.js';
 import { writeAudit } from './audit-writer.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/index.js';
+import { md, type Message } from '../ui.js';
+import type { Chat } from './chat.js';
+import { recordIdentityChange, type IdentityChanges } from './identity-changes.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
 import type { Mailer } from './mailer.js';
 import { maskEmail, maskIp } from './masking.js';
@@ -76,7 +81,13 @@ export interface UserAdminDeps {
   mailer: Mailer;
   stepUp: StepUpService;
   identity: IdentityService;
+  identityChanges: IdentityChanges;
   users: UserDirectory;
+  /** DMs to the people an identity change affects. */
+  chat: Chat;
+  /** Rate limits of password resets. */
+  store: Store;
+  logger: Logger;
   /** Base of reset links; the token is appended as is. */
   resetUrl?: string;
 }
@@ -109,6 +120,19 @@ function toUser(row: Record<string, unknown>): UserRow {
   return userRowSchema.parse(row);
 }
 
+/** Password resets (links and temporary passwords) per hour: per account, and per acting admin. */
+export const RESETS_PER_TARGET_HOUR = 3;
+export const RESETS_PER_ADMIN_HOUR = 10;
+
+/**
+ * Where an identity change of an admin account is made instead of Slack: changing who an
+ * admin is (e-mail, Slack link, re-enabling, password) must not be one admin's decision.
+ */
+export const ADMIN_IDENTITY_ELSEWHERE =
+  'Admin accounts are not changed this way from Slack, so that no single admin can rewrite who another admin is. ' +
+  'Do it in the application’s own admin dashboard (Admin → Users), or take the admin role away first (`/users role`), ' +
+  'make the change, and have the account ask again with `/promotions request`, which a second admin approves after the identity cool-down.';
+
 export class UserAdminService {
   constructor(private readonly deps: UserAdminDeps) {}
 
@@ -121,10 +145,20 @@ export class UserAdminService {
     return input.role === 'admin' || input.password === 'temp';
   }
 
-  /** Whether a change needs step-up: role to or from admin, or locking/disabling an admin. */
-  static changeNeedsStepUp(current: { role: string }, next: { role: string; status?: AccountStatus }): boolean {
+  /**
+   * Whether a change needs step-up (docs/SECURITY.md, "Step-up"): role to or from admin,
+   * any status change of an admin, an e-mail change (it changes who the account is), and
+   * lifting a lock or re-enabling (as the lockout alert's Unlock does).
+   */
+  static changeNeedsStepUp(
+    current: { role: string; email?: string; locked_until?: Date | null },
+    next: { role: string; email?: string; status?: AccountStatus },
+  ): boolean {
     if ((current.role === 'admin') !== (next.role === 'admin')) return true;
-    return current.role === 'admin' && (next.status === 'locked' || next.status === 'disabled');
+    const status = current.locked_until === undefined ? undefined : accountStatus({ locked_until: current.locked_until });
+    if (current.role === 'admin' && next.status !== undefined && next.status !== status) return true;
+    if (next.email !== undefined && current.email !== undefined && next.email !== current.email) return true;
+    return status !== undefined && status !== 'active' && next.status === 'active';
   }
 
   // ---------------------------------------------------------------- create
@@ -140,7 +174,7 @@ export class UserAdminService {
     requireAdmin(actor, 'create users');
     const valid = await this.validateNewUser(this.db, input);
     if (input.password === 'link') this.requireMail('password');
-    if (UserAdminService.createNeedsStepUp({ role: valid.role, password: input.password })) await this.deps.stepUp.verify(actor, stepUpCode);
+    if (UserAdminService.createNeedsStepUp({ role: valid.role, password: input.password })) await this.deps.stepUp.verify(actor, stepUpCode, 'user_create');
 
     const tempPassword = input.password === 'temp' ? generateTempPassword() : undefined;
     // For a link, the account gets a password nobody knows until the link is used.
@@ -228,7 +262,9 @@ export class UserAdminService {
   async update(actor: Actor, username: string, changes: UserChanges, stepUpCode?: string | null): Promise<UpdateResult> {
     requireAdmin(actor, 'change users');
     const first = await this.planUpdate(this.db, actor, username, changes, false);
-    if (UserAdminService.changeNeedsStepUp(first.before, first.next)) await this.deps.stepUp.verify(actor, stepUpCode);
+    if (UserAdminService.changeNeedsStepUp(first.before, first.next)) {
+      await this.deps.stepUp.verify(actor, stepUpCode, first.changed.includes('role') ? 'role_change' : 'user_update');
+    }
 
     const result = await this.db.tx(async (q) => {
       await this.lockAdmins(q, actor);
@@ -247,9 +283,13 @@ export class UserAdminService {
       const after = rows[0] as Record<string, unknown>;
       const twoFaReminder = n.role === 'admin' && plan.before.role !== 'admin' && !plan.before.two_fa_enabled;
       if (twoFaReminder) await this.remindTwoFa(q, plan.row.id as number);
+      // Links made by matching the old address stop working by themselves (they recorded it);
+      // they stay so that the Slack users behind them can be told, and re-confirmed with /users link.
       if (plan.changed.includes('email')) {
-        // Links made by matching the old address must not outlive it.
-        await q.query(`DELETE FROM warden_slack_link WHERE user_id = $1 AND method = 'email'`, [plan.row.id]);
+        await recordIdentityChange(q, actor, plan.row.id as number, 'email', `${maskEmail(plan.before.email)} → ${maskEmail(n.email)}`);
+      }
+      if (plan.changed.includes('status') && accountStatus(plan.before) === 'disabled' && n.status === 'active') {
+        await recordIdentityChange(q, actor, plan.row.id as number, 'reenabled', 'disabled → active');
       }
       const action = plan.changed.includes('role') ? ('role_change' as const) : ('user_updated' as const);
       await writeAudit(q, actor, {
@@ -262,8 +302,35 @@ export class UserAdminService {
       });
       return { before: plan.before, user: toUser(after), changed: plan.changed, action, twoFaReminder };
     });
-    if (result.changed.includes('email')) this.deps.identity.forget();
+    if (result.changed.includes('email')) {
+      this.deps.identity.forget();
+      await this.tellEmailChanged(actor, result.before, result.user);
+    }
     return result;
+  }
+
+  /** The old address is mailed and every Slack user linked to the account is told. */
+  private async tellEmailChanged(actor: Actor, before: UserRow, after: UserRow): Promise<void> {
+    const text =
+      `The e-mail address of your account ${before.username} was changed by the administrator ${actor.user.username} ` +
+      `from ${maskEmail(before.email)} to ${maskEmail(after.email)}. If you did not ask for this, tell your security team at once.`;
+    if (this.deps.mailer.configured) {
+      await this.deps.mailer
+        .send({ to: before.email, subject: 'Your account e-mail was changed', text: `Hello ${before.username},\n\n${text}\n` })
+        .catch((err) => this.deps.logger.warn({ err: { message: (err as Error).message }, user: before.id }, 'could not mail the old address about an e-mail change'));
+    }
+    await this.dmLinked(before.id, { text: `:warning: ${md.escape(text)}` });
+  }
+
+  private async dmLinked(userId: number, message: Message, except?: string): Promise<void> {
+    const links = await this.deps.identity.slackAccountsOf(userId).catch(() => []);
+    for (const l of links) if (l.slackUserId !== except) await this.dm(l.slackUserId, message);
+  }
+
+  private async dm(slackUserId: string, message: Message): Promise<void> {
+    await this.deps.chat
+      .dm(slackUserId, message)
+      .catch((err) => this.deps.logger.warn({ err: { message: (err as Error).message }, slackUserId }, 'could not DM a user about an identity change'));
   }
 
   /** `/users role USERNAME ROLE [area:A]`. */
@@ -285,6 +352,7 @@ export class UserAdminService {
       else {
         const { rows } = await q.query('SELECT 1 FROM "user" WHERE lower(email) = lower($1) AND id <> $2', [parsed.data, before.id]);
         if (rows[0]) errors.email = 'Another account already uses this e-mail address (compared regardless of case).';
+        else if (before.role === 'admin' && parsed.data !== before.email) errors.email = ADMIN_IDENTITY_ELSEWHERE;
         email = parsed.data;
         if (email !== before.email) changed.push('email');
       }
@@ -320,6 +388,7 @@ export class UserAdminService {
     if (status !== currentStatus) {
       if (!ACCOUNT_STATUSES.includes(status)) errors.status = 'The status must be active, locked or disabled.';
       else if (before.id === actor.user.id && status !== 'active') errors.status = 'You cannot lock or disable your own account.';
+      else if (before.role === 'admin' && currentStatus === 'disabled') errors.status = ADMIN_IDENTITY_ELSEWHERE;
       else {
         changed.push('status');
         if (status === 'active') {
@@ -384,10 +453,27 @@ export class UserAdminService {
 
   /** Clears the lockout (the guide's "Database Unlock"), returning the failed attempts that caused it. */
   /**
-   * `alsoInTx` runs in the unlock's own transaction (e.g. marking the lockout card unlocked), so
-   * that a crash can never leave one step done without the other.
+   * Lifting a lockout needs step-up on every path (docs/SECURITY.md). `alsoInTx` runs in the
+   * unlock's own transaction (e.g. marking the lockout card unlocked), so that a crash can
+   * never leave one step done without the other.
    */
   async unlock(
+    actor: Actor,
+    username: string,
+    stepUpCode: string | null | undefined,
+    opts: { alsoInTx?: (q: Queryable) => Promise<void> } = {},
+  ): Promise<{ before: UserRow; user: UserRow; attempts: FailedAttempt[] }> {
+    requireAdmin(actor, 'unlock accounts');
+    await this.checkUnlock(this.db, username, false);
+    await this.deps.stepUp.verify(actor, stepUpCode, 'unlock_account');
+    return this.unlockAfterStepUp(actor, username, opts);
+  }
+
+  /**
+   * The unlock itself, for a caller that already verified the actor's step-up for this very
+   * batch (the storm's "Unlock all": one code, many accounts). Everything else is checked again.
+   */
+  async unlockAfterStepUp(
     actor: Actor,
     username: string,
     opts: { alsoInTx?: (q: Queryable) => Promise<void> } = {},
@@ -396,15 +482,7 @@ export class UserAdminService {
     const attempts = await this.deps.users.recentFailedLogins(username, 10);
     return this.db.tx(async (q) => {
       await this.assertStillAdmin(q, actor);
-      const row = await this.loadTarget(q, username, true);
-      const before = toUser(row);
-      const status = accountStatus(before);
-      if (status === 'disabled') {
-        throw new ConflictError(`\`${username}\` is disabled, not locked out. Re-enable the account with \`/users edit ${username}\`.`);
-      }
-      if (status === 'active' && !before.failed_login_attempts && !before.last_failed_login) {
-        throw new ConflictError(`\`${username}\` is not locked and has no failed attempts: nothing to unlock.`);
-      }
+      const { row, before, status } = await this.checkUnlock(q, username, true);
       const { rows } = await q.query(
         `UPDATE "user" SET failed_login_attempts = 0, locked_until = NULL, last_failed_login = NULL WHERE id = $1 RETURNING *`,
         [before.id],
@@ -422,15 +500,69 @@ export class UserAdminService {
     });
   }
 
+  /** Everything that refuses an unlock before a 2FA code is asked for. */
+  async checkUnlock(q: Queryable, username: string, lock: boolean) {
+    const row = await this.loadTarget(q, username, lock);
+    const before = toUser(row);
+    const status = accountStatus(before);
+    if (status === 'disabled') {
+      throw new ConflictError(`\`${username}\` is disabled, not locked out. Re-enable the account with \`/users edit ${username}\`.`);
+    }
+    if (status === 'active' && !before.failed_login_attempts && !before.last_failed_login) {
+      throw new ConflictError(`\`${username}\` is not locked and has no failed attempts: nothing to unlock.`);
+    }
+    return { row, before, status };
+  }
+
   // ---------------------------------------------------------------- passwords
+
+  /**
+   * What refuses a password reset before a code is asked for: admins (elsewhere), oneself,
+   * and an account whose e-mail changed within the identity cool-down (the link would go
+   * to an address nobody has vouched for yet).
+   */
+  async checkReset(actor: Actor, username: string, method: PasswordSetup): Promise<UserRow> {
+    requireAdmin(actor, 'reset passwords');
+    const target = toUser(await this.loadTarget(this.db, username, false));
+    if (target.id === actor.user.id) {
+      throw new ForbiddenError('Change your own password in the application, not with a temporary one.', 'method');
+    }
+    if (target.role === 'admin') throw new ForbiddenError(ADMIN_IDENTITY_ELSEWHERE, 'method');
+    if (method === 'link') {
+      this.requireMail('method');
+      const recent = (await this.deps.identityChanges.recent([target.id])).find((c) => c.kind === 'email');
+      if (recent) {
+        throw new ForbiddenError(
+          `The e-mail of \`${target.username}\` was changed ${md.date(recent.at)} by ${recent.changedByUsername ?? 'the application'}; ` +
+            `reset links are not sent to an address changed within the last ${this.deps.identityChanges.cooldownText} (IDENTITY_COOLDOWN). ` +
+            'Use a temporary password given over a trusted channel, or wait.',
+          'method',
+        );
+      }
+    }
+    return target;
+  }
+
+  /** Counts a reset against the target's and the admin's hourly limits; refuses past either. */
+  private async countReset(actor: Actor, target: UserRow): Promise<void> {
+    const perTarget = await this.deps.store.incr(`reset:target:${target.id}`, 3600);
+    const perAdmin = await this.deps.store.incr(`reset:admin:${actor.user.id}`, 3600);
+    if (perTarget > RESETS_PER_TARGET_HOUR) {
+      throw new UserError(`\`${target.username}\` already had ${RESETS_PER_TARGET_HOUR} password resets in the last hour. Nothing was sent; try again later.`, 'method');
+    }
+    if (perAdmin > RESETS_PER_ADMIN_HOUR) {
+      throw new UserError(`You have sent ${RESETS_PER_ADMIN_HOUR} password resets in the last hour, the limit. Nothing was sent; try again later.`, 'method');
+    }
+  }
 
   /**
    * The guide's "Email Reset Link": a fresh token valid 1 hour, e-mailed to the user. The
    * mail is sent inside the transaction, so a failed or timed-out mail rolls the token back.
    */
-  async sendResetLink(actor: Actor, username: string): Promise<{ user: UserRow; mailedTo: string; expiresAt: Date }> {
-    requireAdmin(actor, 'reset passwords');
-    this.requireMail('method');
+  async sendResetLink(actor: Actor, username: string, stepUpCode: string | null | undefined): Promise<{ user: UserRow; mailedTo: string; expiresAt: Date }> {
+    const target = await this.checkReset(actor, username, 'link');
+    await this.deps.stepUp.verify(actor, stepUpCode, 'password_reset_link');
+    await this.countReset(actor, target);
     return this.db.tx(async (q) => {
       await this.assertStillAdmin(q, actor);
       const row = await this.loadTarget(q, username, true);
@@ -438,6 +570,7 @@ export class UserAdminService {
       if (accountStatus(before) === 'disabled') {
         throw new ConflictError(`\`${username}\` is disabled. Re-enable the account with \`/users edit ${username}\` first.`, 'method');
       }
+      if (before.role === 'admin') throw new ForbiddenError(ADMIN_IDENTITY_ELSEWHERE, 'method');
       const token = generateResetToken();
       const expiresAt = new Date(Date.now() + RESET_TOKEN_TTL_MS);
       const { rows } = await q.query(
@@ -471,17 +604,15 @@ export class UserAdminService {
 
   /** The guide's "Set Temporary Password", with step-up. The password is returned once and never stored in clear. */
   async setTempPassword(actor: Actor, username: string, stepUpCode: string | null | undefined): Promise<{ user: UserRow; password: string }> {
-    requireAdmin(actor, 'reset passwords');
-    const target = await this.loadTarget(this.db, username, false);
-    if (target.id === actor.user.id) {
-      throw new ForbiddenError('Change your own password in the application, not with a temporary one.', 'method');
-    }
-    await this.deps.stepUp.verify(actor, stepUpCode);
+    const target = await this.checkReset(actor, username, 'temp');
+    await this.deps.stepUp.verify(actor, stepUpCode, 'password_temporary');
+    await this.countReset(actor, target);
     const password = generateTempPassword();
     const hash = await hashPassword(password);
-    return this.db.tx(async (q) => {
+    const result = await this.db.tx(async (q) => {
       await this.assertStillAdmin(q, actor);
       const row = await this.loadTarget(q, username, true);
+      if (row.role === 'admin') throw new ForbiddenError(ADMIN_IDENTITY_ELSEWHERE, 'method');
       const { rows } = await q.query(
         `UPDATE "user" SET password_hash = $2, password_reset_token = NULL, password_reset_token_expires = NULL
           WHERE id = $1 RETURNING *`,
@@ -501,6 +632,10 @@ export class UserAdminService {
       });
       return { user: toUser(rows[0]), password };
     });
+    await this.dmLinked(result.user.id, {
+      text: `:warning: The administrator ${md.escape(actor.user.username)} set a temporary password for your account ${md.escape(result.user.username)}. If you did not ask for this, tell your security team at once.`,
+    });
+    return result;
   }
 
   // ---------------------------------------------------------------- delete
@@ -518,7 +653,7 @@ export class UserAdminService {
   ): Promise<{ before: UserRow; anonymisedRows: number }> {
     requireAdmin(actor, 'delete users');
     await this.checkDelete(this.db, actor, username, opts.confirm, false);
-    await this.deps.stepUp.verify(actor, stepUpCode);
+    await this.deps.stepUp.verify(actor, stepUpCode, 'user_delete');
     const result = await this.db.tx(async (q) => {
       await this.lockAdmins(q, actor);
       const row = await this.checkDelete(q, actor, username, opts.confirm, true);
@@ -608,11 +743,17 @@ export class UserAdminService {
 
   // ---------------------------------------------------------------- link
 
-  /** `/users link USERNAME @slack-user`: an explicit link replacing any e-mail match, with step-up. */
+  /**
+   * `/users link USERNAME @slack-user`: an explicit link replacing any e-mail match, with
+   * step-up; never for admin accounts (nor taking a Slack user away from one). The Slack user
+   * linked, the Slack users already linked to the account and the account the Slack user
+   * acted as before are all told.
+   */
   async link(actor: Actor, username: string, slackUserId: string, stepUpCode: string | null | undefined) {
     requireAdmin(actor, 'link Slack accounts');
     await this.planLink(this.db, actor, username, slackUserId, false);
-    await this.deps.stepUp.verify(actor, stepUpCode);
+    await this.checkLinkProfile(actor, slackUserId);
+    await this.deps.stepUp.verify(actor, stepUpCode, 'slack_link');
     const result = await this.db.tx(async (q) => {
       await this.assertStillAdmin(q, actor);
       const p = await this.planLink(q, actor, username, slackUserId, true);
@@ -625,6 +766,10 @@ export class UserAdminService {
         [actor.slack.teamId, slackUserId, p.row.id, actor.user.id],
       );
       const afterLinks = await this.linksOf(q, p.row.id as number);
+      await recordIdentityChange(q, actor, p.row.id as number, 'slack_link', `linked to Slack user ${slackUserId}`);
+      if (p.previous && p.previous.user_id !== p.row.id) {
+        await recordIdentityChange(q, actor, p.previous.user_id, 'slack_unlink', `Slack user ${slackUserId} now acts as ${p.row.username}`);
+      }
       await writeAudit(q, actor, {
         action: 'user_updated',
         entityType: 'user',
@@ -638,10 +783,39 @@ export class UserAdminService {
           replaced: p.previous ? { username: p.previous.username, method: p.previous.method } : null,
         },
       });
-      return { user: toUser(p.row), previous: p.previous };
+      return { user: toUser(p.row), previous: p.previous, otherLinks: beforeLinks };
     });
     this.deps.identity.forget({ teamId: actor.slack.teamId, userId: slackUserId });
+    const who = md.escape(actor.user.username);
+    const name = md.escape(result.user.username);
+    await this.dm(slackUserId, {
+      text:
+        `:link: The administrator ${who} linked your Slack account to the application account *${name}* (${result.user.role}): ` +
+        'in Warden you now act as that account.' +
+        (result.previous && result.previous.username !== result.user.username ? ` Before, you acted as *${md.escape(result.previous.username)}*.` : '') +
+        ' If this is not right, tell your security team at once.',
+    });
+    await this.dmLinked(
+      result.user.id,
+      { text: `:warning: The administrator ${who} linked another Slack account, ${md.user(slackUserId)}, to your application account *${name}*: it can now act as you in Warden. If you did not ask for this, tell your security team at once.` },
+      slackUserId,
+    );
     return result;
+  }
+
+  /** Only a Slack user of this workspace that is a person and not deactivated can be linked. */
+  private async checkLinkProfile(actor: Actor, slackUserId: string): Promise<void> {
+    const p = await this.deps.identity.profileOf(slackUserId);
+    const why = !p
+      ? 'Warden could not find that Slack user'
+      : p.deleted
+        ? 'that Slack account is deactivated'
+        : p.isBot
+          ? 'that is a bot'
+          : p.teamId !== actor.slack.teamId
+            ? 'that Slack user belongs to another workspace (Slack Connect)'
+            : null;
+    if (why) throw new UserError(`Cannot link <@${slackUserId}>: ${why}.`, 'slack');
   }
 
   /** Who the Slack user is linked to now (for the confirmation modal), after checking the rules. */
@@ -652,12 +826,16 @@ export class UserAdminService {
       throw new ForbiddenError('You cannot link your own Slack account. Ask another admin.', 'slack');
     }
     const row = await this.loadTarget(q, username, lock);
-    const { rows } = await q.query<{ user_id: number; method: string; username: string }>(
-      `SELECT l.user_id, l.method, u.username FROM warden_slack_link l JOIN "user" u ON u.id = l.user_id
+    if (row.role === 'admin') throw new ForbiddenError(ADMIN_IDENTITY_ELSEWHERE, 'slack');
+    const { rows } = await q.query<{ user_id: number; method: string; username: string; role: string }>(
+      `SELECT l.user_id, l.method, u.username, u.role FROM warden_slack_link l JOIN "user" u ON u.id = l.user_id
         WHERE l.slack_team_id = $1 AND l.slack_user_id = $2${lock ? ' FOR UPDATE OF l' : ''}`,
       [actor.slack.teamId, slackUserId],
     );
     const previous = rows[0] ?? null;
+    if (previous && previous.user_id !== row.id && previous.role === 'admin') {
+      throw new ForbiddenError(`<@${slackUserId}> acts as the admin *${previous.username}* now. ${ADMIN_IDENTITY_ELSEWHERE}`, 'slack');
+    }
     if (previous && previous.user_id === row.id && previous.method === 'explicit') {
       throw new ConflictError(`<@${slackUserId}> is already linked to \`${username}\`.`, 'slack');
     }

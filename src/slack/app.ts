@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.js';
 import type { Services } from '../services/index.js';
 import type { SlackAuthProbe } from './auth-probe.js';
 import { registerHome } from './home.js';
+import { WardenHTTPReceiver } from './receiver.js';
 import { instrumentApp } from './request-log.js';
 import { registerRoutes, type ErrorReplyObserver } from './router.js';
 
@@ -147,7 +148,8 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
   ];
   const receiver = opts.socketMode
     ? new SocketModeReceiver({ appToken: config.SLACK_APP_TOKEN!, logger: bLogger, customRoutes: healthRoutes, installerOptions: { port: config.PORT } })
-    : new HTTPReceiver({
+    : new WardenHTTPReceiver({
+        wardenLogger: logger,
         signingSecret: config.SLACK_SIGNING_SECRET!,
         endpoints: '/slack/events',
         customRoutes: healthRoutes,

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { webApi } from '@slack/bolt';
 import { request } from 'undici';
 import type { Chat, PostedRef, PostMark, PostOptions } from '../services/chat.js';
-import type { SlackDirectory } from '../services/identity.js';
+import type { SlackDirectory, SlackProfile } from '../services/identity.js';
 import type { Message } from '../ui.js';
 import { messageBlocks, messagePayload } from './blocks.js';
 
@@ -125,14 +125,26 @@ export class SlackChat implements Chat {
   }
 }
 
-/** Slack profile e-mails through users.info (scope users:read.email). */
+/** Slack profiles through users.info (scope users:read.email): the fields identity matching trusts. */
 export class SlackProfileDirectory implements SlackDirectory {
   constructor(private readonly client: WebClient) {}
 
-  async emailOf(slackUserId: string): Promise<string | null> {
+  async profileOf(slackUserId: string): Promise<SlackProfile | null> {
     try {
       const r = await this.client.users.info({ user: slackUserId });
-      return (r.user as any)?.profile?.email ?? null;
+      const u = r.user as any;
+      if (!u) return null;
+      return {
+        id: u.id,
+        teamId: u.team_id ?? null,
+        email: u.profile?.email ?? null,
+        deleted: u.deleted === true,
+        isBot: u.is_bot === true || u.id === 'USLACKBOT',
+        isRestricted: u.is_restricted === true,
+        isUltraRestricted: u.is_ultra_restricted === true,
+        // Slack sends is_email_confirmed only when it knows; absent means not confirmed.
+        isEmailConfirmed: u.is_email_confirmed === true,
+      };
     } catch {
       return null;
     }

@@ -21,6 +21,7 @@ import type { Message } from '../ui.js';
 import { messagePayload, modalView, readModalValues } from './blocks.js';
 import { markDuplicate, requestRef } from './request-log.js';
 import { allowedResponseUrl, createEnvelopeSealer, type Envelope, type EnvelopeSealer } from './envelope.js';
+import { DUPLICATE_KEY_TTL_SECONDS } from './receiver.js';
 
 /**
  * Wires slash commands, buttons and modal submissions to Warden's Slack-free handlers.
@@ -66,8 +67,9 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   // account lookup instead of adding to it. Modal submissions check before their ack, which
   // carries the answer.
   const firstDelivery = async (body: unknown): Promise<boolean> => {
-    // Redis first; the database when Redis is down (services/deliveries.ts).
-    const first = await services.deliveries.first(deliveryKey(body), 600);
+    // Redis first; the database when Redis is down (services/deliveries.ts). Kept for as long as
+    // the same signed bytes could be accepted again (src/slack/receiver.ts).
+    const first = await services.deliveries.first(deliveryKey(body), DUPLICATE_KEY_TTL_SECONDS);
     if (!first) {
       markDuplicate();
       logger.info({ type: (body as any).type ?? 'slash_command' }, 'duplicate Slack delivery ignored');

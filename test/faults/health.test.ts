@@ -30,7 +30,7 @@ describe.runIf(realServers)('honest health', () => {
   const services = (env: Record<string, string> = {}): Services => {
     const config = loadConfig({ LOG_LEVEL: 'silent', ALERTS_CHANNEL: 'C_ALERTS', REDIS_URL: process.env.REDIS_URL, OUTBOX_PACE_MS: '0', ...env });
     const chat = new SlackChat(new webApi.WebClient('xoxb-health', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } }));
-    const s = createServices({ config, db, store, logger: silentLogger(), chat, directory: { emailOf: async () => null } });
+    const s = createServices({ config, db, store, logger: silentLogger(), chat, directory: { profileOf: async () => null } });
     made.push(s);
     return s;
   };

@@ -31,5 +31,5 @@ export function watchProcessDeaths(): { errors: unknown[]; stop: () => void } {
 export function servicesOn(db: Db, store: Store, fake: FakeSlack, env: Record<string, string> = {}): Services {
   const config = loadConfig({ SLACK_BOT_TOKEN: 'xoxb-faults', SLACK_API_URL: fake.apiUrl, LOG_LEVEL: 'silent', ...env });
   const client = new webApi.WebClient('xoxb-faults', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, timeout: 2000 });
-  return createServices({ config, db, store, logger: silentLogger(), chat: new SlackChat(client), directory: { emailOf: async () => null } });
+  return createServices({ config, db, store, logger: silentLogger(), chat: new SlackChat(client), directory: { profileOf: async () => null } });
 }

@@ -11,6 +11,7 @@ import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
 import type { Store } from '../../src/store/index.js';
 import { createTestDb } from '../helpers/db.js';
 import { createTestStore } from '../helpers/store.js';
+import { noDirectory } from '../helpers/identity.js';
 
 let fake: FakeSlack;
 let store: Store;
@@ -21,7 +22,7 @@ let cleanup: () => Promise<void>;
 const servicesWith = (db: Db): Services => {
   const config = loadConfig({ ALERTS_CHANNEL: 'C_ALERTS', SLACK_BOT_TOKEN: 'xoxb-outage', SLACK_API_URL: fake.apiUrl });
   const client = new webApi.WebClient('xoxb-outage', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } });
-  return createServices({ config, db, store, logger: silentLogger(), chat: new SlackChat(client), directory: { emailOf: async () => null } });
+  return createServices({ config, db, store, logger: silentLogger(), chat: new SlackChat(client), directory: noDirectory });
 };
 
 beforeAll(async () => {

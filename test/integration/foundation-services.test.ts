@@ -3,20 +3,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/index.js';
 import { NotLinkedError, StepUpError } from '../../src/errors.js';
 import { writeAudit } from '../../src/services/audit-writer.js';
-import { IdentityService, requireAdmin, type Actor } from '../../src/services/identity.js';
-import { StepUpService } from '../../src/services/step-up.js';
+import { IdentityService, requireAdmin, type Actor, type SlackProfile } from '../../src/services/identity.js';
 import type { Store } from '../../src/store/index.js';
 import { createTestDb } from '../helpers/db.js';
 import { createUser, linkSlack, totpOf, type TestUser } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
+import { mapDirectory, member, testStepUp } from '../helpers/identity.js';
 
 let db: Db;
 let store: Store;
 let cleanup: () => Promise<void>;
 let admin: TestUser;
 let plain: TestUser;
-const emails = new Map<string, string>();
-const directory = { emailOf: async (id: string) => emails.get(id) ?? null };
+const profiles = new Map<string, SlackProfile>();
+const directory = mapDirectory(profiles);
 
 beforeAll(async () => {
   ({ db, cleanup } = await createTestDb());
@@ -51,34 +51,36 @@ describe('store', () => {
 
 describe('step-up', () => {
   it('accepts the current code once, and the neighbouring steps', async () => {
-    const s = new StepUpService(db, store, 5);
+    const s = testStepUp(db, store, 5);
     const a = await actorOf(admin);
-    await expect(s.verify(a, await totpOf(admin))).resolves.toBeUndefined();
-    await expect(s.verify(a, await totpOf(admin))).rejects.toThrow(/already used/);
-    await expect(s.verify(a, await totpOf(admin, -30))).resolves.toBeUndefined();
+    await expect(s.verify(a, await totpOf(admin), 'test')).resolves.toBeUndefined();
+    await expect(s.verify(a, await totpOf(admin), 'test')).rejects.toThrow(/already used/);
+    await expect(s.verify(a, await totpOf(admin, -30), 'test')).resolves.toBeUndefined();
   });
 
   it('refuses wrong, malformed and far-off codes, then locks after the limit', async () => {
-    const s = new StepUpService(db, store, 3);
+    const s = testStepUp(db, store, 3);
     const other = await createUser(db, { username: 'stepper2', role: 'admin', twoFa: true, area: null });
     const a = await actorOf(other);
     const far = await generate({ secret: other.totpSecret!, epoch: Math.floor(Date.now() / 1000) - 300 });
-    await expect(s.verify(a, far)).rejects.toBeInstanceOf(StepUpError);
-    await expect(s.verify(a, 'abc')).rejects.toThrow(/6-digit/);
-    await expect(s.verify(a, '000000')).rejects.toThrow(/not valid/);
-    await expect(s.verify(a, await totpOf(other))).rejects.toThrow(/Too many wrong 2FA codes/);
+    await expect(s.verify(a, far, 'test')).rejects.toBeInstanceOf(StepUpError);
+    await expect(s.verify(a, 'abc', 'test')).rejects.toThrow(/6-digit/);
+    await expect(s.verify(a, '000000', 'test')).rejects.toThrow(/not valid/);
+    // The malformed entry was a field error, not a wrong code: the third wrong code reaches the limit.
+    await expect(s.verify(a, '000001', 'test')).rejects.toThrow(/Too many wrong 2FA codes/);
+    await expect(s.verify(a, await totpOf(other), 'test')).rejects.toThrow(/Too many wrong 2FA codes/);
   });
 
   it('tells admins without 2FA to enrol first', async () => {
-    const s = new StepUpService(db, store, 5);
-    await expect(s.verify(await actorOf(plain), '123456')).rejects.toThrow(/Enrol/);
+    const s = testStepUp(db, store, 5);
+    await expect(s.verify(await actorOf(plain), '123456', 'test')).rejects.toThrow(/Enrol/);
   });
 });
 
 describe('identity', () => {
   it('links by Slack profile e-mail (case-insensitive), remembers it, and refuses strangers', async () => {
     const identity = new IdentityService(db, directory);
-    emails.set('U_MAIL', 'STEPPER@example.com');
+    profiles.set('U_MAIL', member('U_MAIL', 'STEPPER@example.com', { teamId: 'T1' }));
     const actor = await identity.resolve({ userId: 'U_MAIL', teamId: 'T1' });
     expect(actor.user.username).toBe('stepper');
     const link = await db.query<any>(`SELECT method FROM warden_slack_link WHERE slack_user_id = 'U_MAIL'`);

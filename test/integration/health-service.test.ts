@@ -15,6 +15,7 @@ import type { Store } from '../../src/store/index.js';
 import { AppHealthServer } from '../helpers/app-health-server.js';
 import { createTestDb } from '../helpers/db.js';
 import { createTestStore } from '../helpers/store.js';
+import { noDirectory } from '../helpers/identity.js';
 
 let db: Db;
 let store: Store;
@@ -43,7 +44,7 @@ function services(env: Record<string, string> = {}, opts: { jobInterval?: (j: st
     ...env,
   });
   const chat = new SlackChat(new webApi.WebClient('xoxb-test', { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } }));
-  const s = createServices({ config, db, store, logger: silentLogger(), chat, directory: { emailOf: async () => null }, mailer });
+  const s = createServices({ config, db, store, logger: silentLogger(), chat, directory: noDirectory, mailer });
   if (opts.jobInterval) s.health = new HealthService(() => s, opts);
   made.push(s);
   return s;

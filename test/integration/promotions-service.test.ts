@@ -17,6 +17,8 @@ import type { Store } from '../../src/store/index.js';
 import { createTestDb } from '../helpers/db.js';
 import { auditRows, createUser, linkSlack, totpOf, type TestUser } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
+import { IdentityChanges } from '../../src/services/identity-changes.js';
+import { noDirectory, testStepUp, recordingChat } from '../helpers/identity.js';
 
 /**
  * PromotionService against a real database (PGlite, or PostgreSQL in CI) and the real
@@ -56,8 +58,9 @@ beforeAll(async () => {
     db,
     chat,
     outbox: new Outbox(db, chat, silentLogger()),
-    identity: new IdentityService(db, { emailOf: async () => null }),
-    stepUp: new StepUpService(db, store, 5),
+    identity: new IdentityService(db, noDirectory),
+    identityChanges: new IdentityChanges(db, config.IDENTITY_COOLDOWN),
+    stepUp: testStepUp(db, store, 5),
     masker: new Masker(true),
     logger: silentLogger(),
   });

@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { generate } from 'otplib';
 import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
@@ -17,6 +18,7 @@ import { createTestDb } from '../helpers/db.js';
 import { auditRows, createUser, linkSlack, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
 import { MailServer } from '../helpers/mail-server.js';
 import { createTestStore } from '../helpers/store.js';
+import { noDirectory } from '../helpers/identity.js';
 
 /** Records what Warden sends to chat; `failDm` makes DMs fail like an unreachable Slack. */
 class RecordingChat implements Chat {
@@ -64,7 +66,7 @@ function build(env: Record<string, string> = {}): Services {
     { level: 'debug', redact: { paths: redactPaths, censor: '[redacted]' } },
     new Writable({ write: (c, _e, cb) => (logLines.push(String(c)), cb()) }),
   );
-  return createServices({ config, db, store, logger, chat, directory: { emailOf: async () => null } });
+  return createServices({ config, db, store, logger, chat, directory: noDirectory });
 }
 
 async function actor(u: TestUser, slackUserId = `U_${u.username.toUpperCase()}`): Promise<Actor> {
@@ -90,9 +92,25 @@ async function recoveryTables() {
   };
 }
 
+/**
+ * The initiator's current step-up code. Recovery opens need one each; so that this file
+ * does not wait for a new 30-second step per open, the code's "already used" mark is
+ * cleared first (replay refusal has its own tests in test/security/).
+ */
+async function freshCode(u: TestUser): Promise<string> {
+  if (!u.totpSecret) return '000000';
+  await forgetUsedCodes(u);
+  return generate({ secret: u.totpSecret!, epoch: Math.floor(Date.now() / 30_000) * 30 + 15 });
+}
+
+async function forgetUsedCodes(u: TestUser): Promise<void> {
+  const step = Math.floor(Date.now() / 30_000);
+  for (const st of [step - 1, step, step + 1]) await store.del(`stepup:used:${u.id}:${st}`);
+}
+
 /** Opens a recovery for `who` by alice via e-mail and returns it with the mailed code. */
 async function openWithEmail(svc: Services, who: TestUser, by: TestUser = alice) {
-  const r = await svc.twofaRecovery.open(await actor(by), input(who.username));
+  const r = await svc.twofaRecovery.open(await actor(by), { ...input(who.username), totp: await freshCode(by) });
   const code = mail.lastCodeTo(who.email)!;
   expect(code).toMatch(/^\d{8}$/);
   return { r, code };
@@ -134,15 +152,19 @@ beforeEach(async () => {
   // Each test starts with no open recovery and a fresh send budget.
   await db.query(`UPDATE warden_2fa_recovery SET status = 'cancelled' WHERE status IN ('verifying', 'pending')`);
   for (const u of [bob, frank, gina, hank, nofa]) await store.del(`twofa-recovery:sends:${u.id}`);
+  for (const u of [alice, carol, dan, hank]) {
+    await store.del(`twofa-recovery:sends-by:${u.id}`);
+    await forgetUsedCodes(u);
+  }
 });
 
 describe('opening a recovery', () => {
   it('refuses a user without 2FA, oneself, non-admins and a missing approvals channel, and opens nothing', async () => {
     const before = await snapshot(db);
     const tables = await recoveryTables();
-    await expect(services.twofaRecovery.open(await actor(alice), input('nofa'))).rejects.toThrow(/does not have 2FA enabled.*Nothing was opened/);
+    await expect(services.twofaRecovery.open(await actor(alice), { ...input('nofa'), totp: await freshCode(alice) })).rejects.toThrow(/does not have 2FA enabled.*Nothing was opened/);
     await expect(services.twofaRecovery.prepare(await actor(alice), 'alice')).rejects.toBeInstanceOf(ForbiddenError);
-    await expect(services.twofaRecovery.open(await actor(eve), input('bob'))).rejects.toThrow(/Only admins/);
+    await expect(services.twofaRecovery.open(await actor(eve), { ...input('bob'), totp: await freshCode(eve) })).rejects.toThrow(/Only admins/);
     const noChannel = build({ APPROVALS_CHANNEL: '' });
     await expect(noChannel.twofaRecovery.prepare(await actor(alice), 'bob')).rejects.toThrow(/APPROVALS_CHANNEL is not set/);
     await expect(services.twofaRecovery.prepare(await actor(alice), 'ghost')).rejects.toThrow(/No user named `ghost`/);
@@ -158,7 +180,7 @@ describe('opening a recovery', () => {
       .catch((e) => e);
     expect(err).toBeInstanceOf(ValidationErrors);
     expect(Object.keys(err.fields).sort()).toEqual(['evidence', 'manual_checks', 'warden_checks']);
-    const two = await services2.twofaRecovery.open(a, input('bob', ['email'])).catch((e) => e);
+    const two = await services2.twofaRecovery.open(a, { ...input('bob', ['email']), totp: await freshCode(alice) }).catch((e) => e);
     expect(two.fields.warden_checks).toMatch(/at least 2/);
     expect((await recoveryTables()).rec.filter((r: any) => r.status === 'verifying')).toEqual([]);
   });
@@ -169,7 +191,7 @@ describe('opening a recovery', () => {
     const prepFrank = await services.twofaRecovery.prepare(await actor(alice), 'frank');
     expect(prepFrank.kind === 'new' && prepFrank.available.slack.ok).toBe(false);
     expect(prepFrank.kind === 'new' && prepFrank.available.slack.why).toMatch(/less than 24 hours/);
-    await expect(services.twofaRecovery.open(await actor(alice), input('frank', ['slack']))).rejects.toThrow(/Slack DM code cannot be used/);
+    await expect(services.twofaRecovery.open(await actor(alice), { ...input('frank', ['slack']), totp: await freshCode(alice) })).rejects.toThrow(/Slack DM code cannot be used/);
     // With no e-mail configured and no usable Slack link, nothing can verify frank.
     const noMail = build({ EMAIL_API_URL: '', EMAIL_API_KEY: '', EMAIL_FROM: '' });
     await expect(noMail.twofaRecovery.prepare(await actor(alice), 'frank')).rejects.toThrow(/cannot run enough identity checks.*Nothing was opened/);
@@ -196,7 +218,7 @@ describe('opening a recovery', () => {
 
   it('sends the Slack code by DM to the linked account only', async () => {
     const dmsBefore = chat.dms.length;
-    const r = await services.twofaRecovery.open(await actor(alice), input('bob', ['slack']));
+    const r = await services.twofaRecovery.open(await actor(alice), { ...input('bob', ['slack']), totp: await freshCode(alice) });
     const dm = chat.dms.slice(dmsBefore);
     expect(dm.map((d) => d.user)).toEqual(['U_BOB']);
     const code = /(\d{4}) (\d{4})/.exec(String(dm[0].message.text))!;
@@ -208,15 +230,15 @@ describe('opening a recovery', () => {
   it('refuses a second open recovery for the same user, also when two admins open at once', async () => {
     await openWithEmail(services, bob);
     const before = await recoveryTables();
-    await expect(services.twofaRecovery.open(await actor(carol), input('bob'))).rejects.toBeInstanceOf(ConflictError);
+    await expect(services.twofaRecovery.open(await actor(carol), { ...input('bob'), totp: await freshCode(carol) })).rejects.toBeInstanceOf(ConflictError);
     // alice herself is sent back to the recovery she has open
     const resume = await services.twofaRecovery.prepare(await actor(alice), 'bob');
     expect(resume.kind).toBe('resume');
     expect(await recoveryTables()).toEqual(before);
 
     const results = await Promise.allSettled([
-      services.twofaRecovery.open(await actor(alice), input('gina')),
-      services.twofaRecovery.open(await actor(carol), input('gina')),
+      services.twofaRecovery.open(await actor(alice), { ...input('gina'), totp: await freshCode(alice) }),
+      services.twofaRecovery.open(await actor(carol), { ...input('gina'), totp: await freshCode(carol) }),
     ]);
     expect(results.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
     const rejected = results.find((x) => x.status === 'rejected') as PromiseRejectedResult;
@@ -230,7 +252,7 @@ describe('opening a recovery', () => {
     const tables = await recoveryTables();
     for (const mode of ['500', 'drop', 'hang'] as const) {
       mail.mode = mode;
-      const err = await services.twofaRecovery.open(await actor(alice), input('bob')).catch((e) => e);
+      const err = await services.twofaRecovery.open(await actor(alice), { ...input('bob'), totp: await freshCode(alice) }).catch((e) => e);
       expect(err, mode).toBeInstanceOf(UserError);
       expect(err.message, mode).toMatch(/Could not send the e-mail code: .*Nothing was opened/);
       expect(err.field).toBe('warden_checks');
@@ -238,7 +260,7 @@ describe('opening a recovery', () => {
     }
     mail.mode = 'ok';
     chat.failDm = true;
-    const err = await services.twofaRecovery.open(await actor(alice), input('bob', ['email', 'slack'])).catch((e) => e);
+    const err = await services.twofaRecovery.open(await actor(alice), { ...input('bob', ['email', 'slack']), totp: await freshCode(alice) }).catch((e) => e);
     expect(err.message).toMatch(/Could not send the Slack code.*Nothing was opened/);
     expect(await snapshot(db)).toEqual(before);
     expect(await recoveryTables()).toEqual(tables);
@@ -301,7 +323,7 @@ describe('verifying codes', () => {
 
   it('refuses a code replayed after success, and codes from anyone but the initiator', async () => {
     // Two checks needed: the e-mail code passes, the recovery keeps collecting.
-    const r = await services2.twofaRecovery.open(await actor(alice), input('bob', ['email', 'slack']));
+    const r = await services2.twofaRecovery.open(await actor(alice), { ...input('bob', ['email', 'slack']), totp: await freshCode(alice) });
     const code = mail.lastCodeTo('bob@example.com')!;
     await expect(services2.twofaRecovery.verifyCodes(await actor(carol), r.id, { email: code })).rejects.toThrow(/Only alice/);
     const first = await services2.twofaRecovery.verifyCodes(await actor(alice), r.id, { email: code });
@@ -367,7 +389,11 @@ describe('deciding', () => {
     await expect(services.twofaRecovery.approve(await actor(hank), r.id, await totpOf(hank))).rejects.toThrow(/your own account/);
     await expect(services.twofaRecovery.approve(await actor(eve), r.id, '123456')).rejects.toThrow(/Only admins/);
     await expect(services.twofaRecovery.approve(await actor(carol), r.id, '000000')).rejects.toBeInstanceOf(StepUpError);
-    expect(await snapshot(db)).toEqual(before);
+    // Only the wrong code left a trace: a stepup_failed audit row naming what it guarded.
+    const after = await snapshot(db);
+    const added = after.audit_log.slice(before.audit_log.length) as any[];
+    expect(added.map((a) => [a.action, a.user_id, a.details.guarded_action])).toEqual([['stepup_failed', carol.id, '2fa_recovery_approve']]);
+    expect({ ...after, audit_log: before.audit_log }).toEqual(before);
     expect((await services.twofaRecovery.get(r.id)).status).toBe('pending');
   });
 

@@ -11,6 +11,9 @@ import { createTestDb } from '../helpers/db.js';
 import { auditRows, createUser, snapshot, type TestUser } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
 import { StepUpCodes } from '../e2e/users-support.js';
+import { IdentityChanges } from '../../src/services/identity-changes.js';
+import { silentLogger } from '../../src/logger.js';
+import { mapDirectory, member, noDirectory, testStepUp, recordingChat } from '../helpers/identity.js';
 
 /**
  * UserAdminService against a real database (PostgreSQL when DATABASE_URL is set, else PGlite):
@@ -37,9 +40,13 @@ beforeAll(async () => {
   service = new UserAdminService({
     db,
     mailer,
-    stepUp: new StepUpService(db, store, 50),
-    identity: new IdentityService(db, { emailOf: async () => null }),
+    stepUp: testStepUp(db, store, 50),
+    identity: new IdentityService(db, noDirectory),
+    identityChanges: new IdentityChanges(db, 72 * 3600),
     users: new UserDirectory(db),
+    chat: recordingChat(),
+    store,
+    logger: silentLogger(),
     resetUrl: 'https://app.example.com/reset/',
   });
 });
@@ -64,8 +71,8 @@ describe('authorization inside the service', () => {
       ['create', () => service.create(actor, { username: 'evil', email: 'evil@example.com', role: 'admin', password: 'temp' }, '000000')],
       ['update', () => service.update(actor, 'victim', { role: 'admin' })],
       ['role', () => service.changeRole(actor, 'mallory', 'admin', null)],
-      ['unlock', () => service.unlock(actor, 'victim')],
-      ['link', () => service.sendResetLink(actor, 'victim')],
+      ['unlock', () => service.unlock(actor, 'victim', '000000')],
+      ['link', () => service.sendResetLink(actor, 'victim', '000000')],
       ['temp', () => service.setTempPassword(actor, 'victim', '000000')],
       ['delete', () => service.delete(actor, 'victim', { confirm: 'victim', anonymise: true }, '000000')],
       ['slack link', () => service.link(actor, 'victim', 'U_MALLORY2', '000000')],
@@ -84,7 +91,7 @@ describe('authorization inside the service', () => {
     const stale = await actorOf(ex); // resolved while still admin
     await db.query(`UPDATE "user" SET role = 'biller' WHERE id = $1`, [ex.id]);
     const snap = await snapshot(db);
-    await expect(service.unlock(stale, 'victim')).rejects.toThrow('You are not an admin any more');
+    await expect(service.unlock(stale, 'victim', await codes.of(ex))).rejects.toThrow('You are not an admin any more');
     await expect(service.update(stale, 'victim', { status: 'disabled' })).rejects.toThrow('You are not an admin any more');
     expect(await snapshot(db)).toEqual(snap);
 
@@ -92,8 +99,8 @@ describe('authorization inside the service', () => {
     const offActor = await actorOf(off);
     await db.query(`UPDATE "user" SET locked_until = $2 WHERE id = $1`, [off.id, DISABLED_UNTIL]);
     const snap2 = await snapshot(db);
-    await expect(service.unlock(offActor, 'victim')).rejects.toThrow('Your account is disabled');
-    await expect(service.update(offActor, 'victim', { status: 'active' })).rejects.toThrow('Your account is disabled');
+    await expect(service.unlock(offActor, 'victim', await codes.of(off))).rejects.toThrow('Your account is disabled');
+    await expect(service.update(offActor, 'victim', { status: 'active' }, await codes.of(off))).rejects.toThrow('Your account is disabled');
     expect(await snapshot(db)).toEqual(snap2);
   });
 });
@@ -135,7 +142,9 @@ describe('races', () => {
     const admin = await createUser(db, { username: 'unlocker', role: 'admin', twoFa: true, area: null });
     const locked = await createUser(db, { username: 'twice', role: 'biller', area: null, lockedMinutes: 20, failed: 5 });
     const actor = await actorOf(admin);
-    const results = await Promise.allSettled([service.unlock(actor, 'twice'), service.unlock(actor, 'twice')]);
+    // Each click's form carries its own code (unlock needs step-up on every path); the race is on the row.
+    const [c1, c2] = [await codes.of(admin), await codes.of(admin)];
+    const results = await Promise.allSettled([service.unlock(actor, 'twice', c1), service.unlock(actor, 'twice', c2)]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason.message).toContain('nothing to unlock');
     expect((await auditRows(db, 'unlock_account')).filter((r: any) => r.entity_id === locked.id)).toHaveLength(1);
@@ -168,22 +177,37 @@ describe('rules', () => {
     expect(rows).toHaveLength(1);
   });
 
-  it('step-up decisions: to/from admin and locking an admin need it, other changes do not', () => {
+  it('step-up decisions: to/from admin, any status change of an admin, e-mail changes, unlocking and re-enabling need it; other changes do not', () => {
     const need = UserAdminService.changeNeedsStepUp;
     expect(need({ role: 'biller' }, { role: 'admin' })).toBe(true);
     expect(need({ role: 'admin' }, { role: 'dispatcher' })).toBe(true);
     expect(need({ role: 'admin' }, { role: 'admin', status: 'disabled' })).toBe(true);
     expect(need({ role: 'biller' }, { role: 'dispatcher', status: 'disabled' })).toBe(false);
+    // Identity and lock changes (issue 10): e-mail, unlocking, re-enabling.
+    const locked = new Date(Date.now() + 60_000);
+    expect(need({ role: 'biller', email: 'a@x.io' }, { role: 'biller', email: 'b@x.io' })).toBe(true);
+    expect(need({ role: 'biller', email: 'a@x.io', locked_until: locked }, { role: 'biller', status: 'active' })).toBe(true);
+    expect(need({ role: 'biller', locked_until: DISABLED_UNTIL }, { role: 'biller', status: 'active' })).toBe(true);
+    expect(need({ role: 'biller', email: 'a@x.io', locked_until: null }, { role: 'biller', email: 'a@x.io', status: 'locked' })).toBe(false);
     expect(UserAdminService.createNeedsStepUp({ role: 'admin', password: 'link' })).toBe(true);
     expect(UserAdminService.createNeedsStepUp({ role: 'biller', password: 'temp' })).toBe(true);
     expect(UserAdminService.createNeedsStepUp({ role: 'biller', password: 'link' })).toBe(false);
   });
 
-  it('changing an e-mail drops links that were made by matching the old address', async () => {
+  it('changing an e-mail needs step-up, pauses links made by matching the old address, and is recorded as an identity change', async () => {
     const admin = await createUser(db, { username: 'mail-admin', role: 'admin', twoFa: true, area: null });
     const u = await createUser(db, { username: 'mover', role: 'biller', area: null });
-    await db.query(`INSERT INTO warden_slack_link (slack_team_id, slack_user_id, user_id, method) VALUES ('T_WARDEN', 'U_MOVER', $1, 'email')`, [u.id]);
-    await service.update(await actorOf(admin), 'mover', { email: 'mover.new@example.com' });
-    expect((await db.query('SELECT 1 FROM warden_slack_link WHERE user_id = $1', [u.id])).rows).toEqual([]);
+    await db.query(
+      `INSERT INTO warden_slack_link (slack_team_id, slack_user_id, user_id, method, email) VALUES ('T_WARDEN', 'U_MOVER', $1, 'email', 'mover@example.com')`,
+      [u.id],
+    );
+    await expect(service.update(await actorOf(admin), 'mover', { email: 'mover.new@example.com' })).rejects.toThrow(/6-digit code/);
+    await service.update(await actorOf(admin), 'mover', { email: 'mover.new@example.com' }, await codes.of(admin));
+    // The link stays (so its Slack user can be told) but no longer resolves: it recorded the old address.
+    expect((await db.query<any>('SELECT email FROM warden_slack_link WHERE user_id = $1', [u.id])).rows).toEqual([{ email: 'mover@example.com' }]);
+    const slackProfile = mapDirectory(new Map([['U_MOVER', member('U_MOVER', 'mover@example.com')]]));
+    await expect(new IdentityService(db, slackProfile).resolve({ userId: 'U_MOVER', teamId: 'T_WARDEN' })).rejects.toThrow(/account’s e-mail has changed since/);
+    const changes = (await db.query<any>('SELECT kind, changed_by FROM warden_identity_change WHERE user_id = $1', [u.id])).rows;
+    expect(changes).toEqual([{ kind: 'email', changed_by: admin.id }]);
   });
 });

@@ -102,7 +102,7 @@ function cards(h: string): [string, Message][] {
   const history = { failedLogins: 6, lockouts: 1, roleChanges: 0, lastFailedLogin: at, previousRequests: 1, previousRejected: 1 };
   const promo = (status: 'pending' | 'approved' | 'rejected' | 'expired', reviewer: { id: number; username: string; slackUserId?: string } | null) => ({
     request: { id: 4, user_id: 3, reason: h, status, requested_at: at, reviewed_at: status === 'pending' ? null : later, reviewed_by: 1, admin_notes: h, rejection_reason: h },
-    requester: user, reviewer, card: null, history, overdue: false,
+    requester: user, reviewer, card: null, history, overdue: false, identityChanges: [],
   });
   const recovery = (status: 'verifying' | 'pending' | 'approved' | 'rejected' | 'expired' | 'cancelled') => ({
     id: 5, target_user_id: 3, target_username: h, initiator_id: 1, initiator_username: h, initiator_slack: KNOWN_USER, status,

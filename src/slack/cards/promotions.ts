@@ -1,6 +1,7 @@
 import type { Masker } from '../../services/masking.js';
 import { PROMOTION_ACTIONS, type HistorySummary, type PromotionView } from '../../services/promotions.js';
 import { md, mrkdwn, type Mrkdwn, type SafeBlock, type SafeMessage } from '../../ui.js';
+import { identityChangesBlock } from './identity.js';
 
 /** Promotion request cards and messages (issue 4); the service gathers a PromotionView. */
 
@@ -73,6 +74,7 @@ export function renderCard(view: PromotionView, masker: Masker, ttlSeconds: numb
     },
     { type: 'text', text: mrkdwn`*Reason*\n${md.quote(r.reason)}` },
     { type: 'context', text: mrkdwn`${historyLine(view.history)} · Full history: ${md.code(`/audit timeline ${u.username}`)}` },
+    identityChangesBlock(view.identityChanges, 'the requester'),
   ];
   if (r.status === 'pending') {
     const value = JSON.stringify({ r: r.id });

@@ -9,6 +9,8 @@ import {
   type WardenCheck,
 } from '../../services/twofa-recovery.js';
 import { md, mrkdwn, type Mrkdwn, type SafeBlock, type SafeMessage } from '../../ui.js';
+import type { IdentityChange } from '../../services/identity-changes.js';
+import { identityChangesBlock } from './identity.js';
 
 /** 2FA recovery cards and messages (issue 5). */
 
@@ -76,7 +78,7 @@ function statusLine(r: Recovery): Mrkdwn {
  * The card in APPROVALS_CHANNEL. Shows who asked, for whom, the checks and their results and
  * the evidence (with any e-mail or IP address masked: the channel is shared). Never a code.
  */
-export function renderRecoveryCard(r: Recovery): SafeMessage {
+export function renderRecoveryCard(r: Recovery, identityChanges: IdentityChange[] = []): SafeMessage {
   const by = r.initiator_slack ? mrkdwn`${md.user(r.initiator_slack)} (${r.initiator_username})` : md.text(r.initiator_username);
   const manual = r.manual_checks.length
     ? md.join(r.manual_checks.map((m) => mrkdwn`• ${MANUAL_CHECKS[m as ManualCheck] ?? m}`), '\n')
@@ -97,6 +99,7 @@ export function renderRecoveryCard(r: Recovery): SafeMessage {
     { type: 'text', text: mrkdwn`*Checks ${r.initiator_username} performed*\n${manual}` },
     { type: 'text', text: mrkdwn`*Evidence*\n${md.quote(maskText(r.evidence))}` },
     { type: 'text', text: mrkdwn`*Checks Warden ran*\n${warden}` },
+    identityChangesBlock(identityChanges, 'the user or the admin who opened it'),
     { type: 'text', text: mrkdwn`*Status*: ${statusLine(r)}` },
   ];
   if (r.status === 'pending') {

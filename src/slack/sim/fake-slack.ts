@@ -24,7 +24,14 @@ export interface SlackProfile {
   id: string;
   name: string;
   email?: string;
+  /** Home workspace; another one than T_WARDEN is a Slack Connect user. */
   teamId?: string;
+  /** users.info flags as Slack sends them (defaults: a full, active member with a confirmed e-mail). */
+  deleted?: boolean;
+  isBot?: boolean;
+  isRestricted?: boolean;
+  isUltraRestricted?: boolean;
+  isEmailConfirmed?: boolean;
 }
 
 type Failure = { status: number; retryAfter?: number; error?: string; times: number };
@@ -328,7 +335,21 @@ export class FakeSlack {
       case 'users.info': {
         const u = this.users.get(args.user);
         if (!u) return { ok: false, error: 'user_not_found' };
-        return { ok: true, user: { id: u.id, name: u.name, team_id: u.teamId ?? 'T_WARDEN', profile: { email: u.email, real_name: u.name } } };
+        return {
+          ok: true,
+          user: {
+            id: u.id,
+            name: u.name,
+            team_id: u.teamId ?? 'T_WARDEN',
+            deleted: u.deleted ?? false,
+            is_bot: u.isBot ?? false,
+            is_restricted: u.isRestricted ?? u.isUltraRestricted ?? false,
+            is_ultra_restricted: u.isUltraRestricted ?? false,
+            // Slack leaves is_email_confirmed out for users without an e-mail (bots).
+            ...(u.email ? { is_email_confirmed: u.isEmailConfirmed ?? true } : {}),
+            profile: { email: u.email, real_name: u.name },
+          },
+        };
       }
       case 'views.open':
       case 'views.update':
