@@ -7,7 +7,7 @@ import { FakeSlack, type CapturedCall } from '../../src/slack/sim/fake-slack.js'
 import type { Store } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
-import { auditRows, createUser, linkSlack, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
+import { auditRows, createUser, linkSlack, snapshot, totpOf, withoutStepUpFailures, type TestUser } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
 
 /**
@@ -279,7 +279,8 @@ describe('lockout card buttons', () => {
       totp: await totpOf(alice),
     });
     expect(JSON.stringify(tampered.ack)).toContain('out of date');
-    expect(await snapshot(db, ['"user"', 'audit_log'])).toEqual(before);
+    expect(withoutStepUpFailures(await snapshot(db, ['"user"', 'audit_log']))).toEqual(withoutStepUpFailures(before));
+    expect((await auditRows(db, 'stepup_failed')).at(-1).details).toMatchObject({ guarded_action: 'unlock_account' });
   });
 
   it('Unlock with the admin\'s 2FA code unlocks, audits and updates the card in place', async () => {
@@ -313,7 +314,12 @@ describe('lockout card buttons', () => {
     const card = await fake.waitFor((c) => c.method === 'chat.postMessage' && textOf(c.args).includes('Account locked: ulla'), 5000);
     await settle(main.t.warden.services);
     const since = fake.calls.length;
-    const reply = await main.t.driver.reply(await main.t.driver.command('U_ALICE', '/users unlock ulla'));
+    // The same step-up rule as the card's Unlock: a form asking for the 2FA code.
+    const cmd = await main.t.driver.command('U_ALICE', '/users unlock ulla');
+    const modal = await main.t.driver.reply(cmd);
+    expect(modal.method).toBe('views.open');
+    await main.t.driver.submit('U_ALICE', modal.args.view, { totp: await totpOf(alice) });
+    const reply = await fake.waitFor((c) => c.method === 'response_url' && c.responseId === cmd.responseId, 5000, cmd.since);
     expect(textOf(reply.args)).toContain('Unlocked *ulla*');
     const update = await fake.waitFor((c) => c.method === 'chat.update' && c.args.ts === card.result?.ts, 5000, since);
     expect(textOf(update.args)).toContain('Unlocked by alice');

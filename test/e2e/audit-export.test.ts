@@ -8,7 +8,7 @@ import { textOf } from '../../src/slack/sim/driver.js';
 import type { Store } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
-import { auditRows, createUser, linkSlack, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
+import { auditRows, createUser, linkSlack, snapshot, totpOf, withoutStepUpFailures, type TestUser } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
 
 let t: TestApp;
@@ -156,7 +156,8 @@ describe('/audit export', () => {
     const uploadsBefore = t.fake.callsTo('files.getUploadURLExternal').length;
     const wrong = await t.driver.submit('U_ALICE', view, { totp: '000000' });
     expect(wrong.ack).toMatchObject({ response_action: 'errors', errors: { totp: expect.stringContaining('not valid') } });
-    expect(await snapshot(db)).toEqual(before);
+    expect(withoutStepUpFailures(await snapshot(db))).toEqual(withoutStepUpFailures(before));
+    expect((await auditRows(db, 'stepup_failed')).at(-1).details).toMatchObject({ guarded_action: 'audit_export_unmasked', reason: 'wrong' });
     expect(t.fake.callsTo('files.getUploadURLExternal')).toHaveLength(uploadsBefore);
 
     const ok = await t.driver.submit('U_ALICE', view, { totp: await totpOf(alice) });

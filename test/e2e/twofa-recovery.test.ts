@@ -8,6 +8,7 @@ import type { Store } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
 import { auditRows, createUser, linkSlack, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
+import { StepUpCodes } from './users-support.js';
 import { MailServer } from '../helpers/mail-server.js';
 import { createTestStore } from '../helpers/store.js';
 
@@ -46,6 +47,8 @@ afterAll(async () => {
   await mail?.stop();
   await cleanup?.();
 });
+
+const stepUp = new StepUpCodes();
 
 const FORM = {
   manual_checks: ['phone_callback', 'in_person_id'],
@@ -87,7 +90,7 @@ describe('/2fa recover over signed HTTP', () => {
     const form = await openForm();
     expect(form.method).toBe('views.open');
     mail.mode = '500';
-    const { ack } = await t.driver.submit('U_ALICE', form.args.view, FORM);
+    const { ack } = await t.driver.submit('U_ALICE', form.args.view, { ...FORM, totp: await stepUp.of(alice) });
     mail.mode = 'ok';
     expect(ack.response_action).toBe('errors');
     expect(ack.errors.warden_checks).toMatch(/Could not send the e-mail code: The mail service refused the message \(HTTP 500\)\. Nothing was opened/);
@@ -109,7 +112,12 @@ describe('/2fa recover over signed HTTP', () => {
     const bad = await t.driver.submit('U_ALICE', view, { ...FORM, evidence: 'ok' });
     expect(bad.ack.errors.evidence).toMatch(/at least 10 characters/);
 
-    const { ack } = await t.driver.submit('U_ALICE', view, FORM);
+    // The initiator vouches for bob: without their own 2FA code nothing is opened or sent.
+    const noCode = await t.driver.submit('U_ALICE', view, FORM);
+    expect(noCode.ack.errors.totp).toMatch(/6-digit code/);
+    expect(mail.lastCodeTo('bob@example.com')).toBeUndefined();
+
+    const { ack } = await t.driver.submit('U_ALICE', view, { ...FORM, totp: await stepUp.of(alice) });
     expect(ack.response_action).toBe('update');
     expect(ack.view.callback_id).toBe('2fa:verify');
     expect(ack.view.blocks.map((b: any) => b.block_id)).toContain('email_code');
@@ -180,7 +188,7 @@ describe('/2fa recover over signed HTTP', () => {
     expect(wrong.ack.errors.totp).toMatch(/not valid/);
     expect((await db.query<any>('SELECT two_fa_enabled FROM "user" WHERE id = $1', [bob.id])).rows[0].two_fa_enabled).toBe(true);
 
-    const { since } = await t.driver.submit('U_CAROL', modal.args.view, { totp: await totpOf(carol) });
+    const { since } = await t.driver.submit('U_CAROL', modal.args.view, { totp: await stepUp.of(carol) });
     const update = await t.fake.waitFor((c) => c.method === 'chat.update' && c.args.channel === 'C_APPROVALS', 5000, since);
     expect(textOf(update.args)).toContain('Approved by carol');
     expect(buttonsOf(update.args.blocks)).toEqual([]);
@@ -238,7 +246,7 @@ describe('rejecting', () => {
   it('needs a reason, then closes the recovery and updates the card', async () => {
     await db.query(`UPDATE "user" SET two_fa_enabled = true, totp_secret = $2 WHERE id = $1`, [bob.id, bob.totpSecret]);
     const form = await openForm();
-    const { ack } = await t.driver.submit('U_ALICE', form.args.view, FORM);
+    const { ack } = await t.driver.submit('U_ALICE', form.args.view, { ...FORM, totp: await stepUp.of(alice) });
     const code = mail.lastCodeTo('bob@example.com')!;
     const cardWait = t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === 'C_APPROVALS', 5000, t.fake.calls.length);
     await t.driver.submit('U_ALICE', ack.view, { email_code: code });

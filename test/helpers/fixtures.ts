@@ -60,3 +60,11 @@ export async function snapshot(db: Db, tables = ['"user"', 'audit_log', 'promoti
   for (const t of tables) out[t] = (await db.query(`SELECT * FROM ${t} ORDER BY id`)).rows;
   return out;
 }
+
+/**
+ * A snapshot without the `stepup_failed` audit rows that refused 2FA codes leave behind:
+ * those rows are the trace a refusal must leave (issue 10), not a change it made.
+ */
+export function withoutStepUpFailures<T extends Record<string, unknown[]>>(s: T): T {
+  return { ...s, audit_log: (s.audit_log as any[] | undefined)?.filter((r) => r.action !== 'stepup_failed') };
+}
