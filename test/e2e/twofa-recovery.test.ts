@@ -7,7 +7,7 @@ import { buttonsOf, textOf } from '../../src/slack/sim/driver.js';
 import type { Store } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
-import { auditRows, createUser, linkSlack, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
+import { auditRows, createUser, linkSlack, snapshot, type TestUser } from '../helpers/fixtures.js';
 import { StepUpCodes } from './users-support.js';
 import { MailServer } from '../helpers/mail-server.js';
 import { createTestStore } from '../helpers/store.js';

@@ -8,7 +8,6 @@ import { silentLogger } from '../../src/logger.js';
 import { IdentityService, type Actor } from '../../src/services/identity.js';
 import { Masker } from '../../src/services/masking.js';
 import { PromotionService } from '../../src/services/promotions.js';
-import { StepUpService } from '../../src/services/step-up.js';
 import { Outbox } from '../../src/services/outbox.js';
 import { SlackChat } from '../../src/slack/chat-port.js';
 import { textOf } from '../../src/slack/sim/driver.js';
@@ -18,7 +17,7 @@ import { createTestDb } from '../helpers/db.js';
 import { auditRows, createUser, linkSlack, totpOf, type TestUser } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
 import { IdentityChanges } from '../../src/services/identity-changes.js';
-import { noDirectory, testStepUp, recordingChat } from '../helpers/identity.js';
+import { noDirectory, testStepUp } from '../helpers/identity.js';
 
 /**
  * PromotionService against a real database (PGlite, or PostgreSQL in CI) and the real

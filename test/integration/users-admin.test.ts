@@ -3,7 +3,6 @@ import type { Db } from '../../src/db/index.js';
 import { ForbiddenError, UserError } from '../../src/errors.js';
 import { IdentityService, type Actor } from '../../src/services/identity.js';
 import type { Mailer, MailMessage } from '../../src/services/mailer.js';
-import { StepUpService } from '../../src/services/step-up.js';
 import { accountStatus, DISABLED_UNTIL, UserAdminService } from '../../src/services/user-admin.js';
 import { UserDirectory } from '../../src/services/users.js';
 import type { Store } from '../../src/store/index.js';
