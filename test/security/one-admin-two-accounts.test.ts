@@ -230,7 +230,7 @@ describe('four eyes means two people', () => {
     const cardWait = t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === CHANNEL && textOf(c.args).includes('2FA recovery #'), 10_000, t.fake.calls.length);
     await t.driver.submit('U_BOB', opened.ack.view, { email_code: code });
     const card = await cardWait;
-    expect(textOf(card.args)).toContain('Recent identity changes*: none');
+    expect(textOf(card.args)).toContain('Recent identity changes: none');
 
     // alice now re-links hank's Slack account to… her second account, then tries to approve.
     await submitForm('U_ALICE', '/users link hank <@U_ALT>', { totp: await codes.of(alice) });

@@ -72,6 +72,7 @@ const INVALID: Record<string, string | null> = {
   PROMOTION_TTL: '7 days',
   RECOVERY_TTL: '-1h',
   RECOVERY_MIN_WARDEN_CHECKS: '3',
+  IDENTITY_COOLDOWN: '3 days',
   DB_QUERY_DEGRADED_MS: '-1',
   DB_QUERY_UNHEALTHY_MS: '1.5',
   POOL_DEGRADED_PERCENT: '0',
