@@ -100,9 +100,13 @@ function cards(h: string): [string, Message][] {
     locked_until: null, last_failed_login: null, created_at: at, last_login: at,
   };
   const history = { failedLogins: 6, lockouts: 1, roleChanges: 0, lastFailedLogin: at, previousRequests: 1, previousRejected: 1 };
+  const identityChanges = [
+    { userId: 3, username: h, kind: 'email' as const, changedBy: 1, changedByUsername: h, summary: h, at },
+    { userId: 1, username: h, kind: 'slack_link' as const, changedBy: null, changedByUsername: null, summary: '', at },
+  ];
   const promo = (status: 'pending' | 'approved' | 'rejected' | 'expired', reviewer: { id: number; username: string; slackUserId?: string } | null) => ({
     request: { id: 4, user_id: 3, reason: h, status, requested_at: at, reviewed_at: status === 'pending' ? null : later, reviewed_by: 1, admin_notes: h, rejection_reason: h },
-    requester: user, reviewer, card: null, history, overdue: false, identityChanges: [],
+    requester: user, reviewer, card: null, history, overdue: false, identityChanges,
   });
   const recovery = (status: 'verifying' | 'pending' | 'approved' | 'rejected' | 'expired' | 'cancelled') => ({
     id: 5, target_user_id: 3, target_username: h, initiator_id: 1, initiator_username: h, initiator_slack: KNOWN_USER, status,
@@ -147,6 +151,7 @@ function cards(h: string): [string, Message][] {
     ...(['verifying', 'pending', 'approved', 'rejected', 'expired', 'cancelled'] as const).map(
       (s) => [`2FA recovery card (${s})`, renderRecoveryCard(recovery(s))] as [string, Message],
     ),
+    ['2FA recovery card with identity changes', renderRecoveryCard(recovery('pending'), identityChanges)],
     ['2FA recovery code DM', recoveryCodeDm({ intro: h, code: '1234 5678', minutes: 10, warning: h })],
     ['2FA recovery done DM', recoveryDoneDm(recovery('approved'))],
     ['2FA reminder DM', twofaReminderDm(h, h)],
