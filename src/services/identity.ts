@@ -86,7 +86,7 @@ interface CachedLink {
  *
  * The Slack → account mapping is cached; the account row itself is read fresh on every
  * request so a role change takes effect at once. Replicas drop cached mappings when
- * PostgreSQL announces a link or account change (NOTIFY warden_identity, sql/010); while
+ * PostgreSQL announces a link or account change (NOTIFY warden_identity, sql/015); while
  * that channel is not listened to, entries live only a second.
  */
 export class IdentityService {
