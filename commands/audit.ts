@@ -23,7 +23,7 @@ import type { Services } from '../src/services/index.js';
 import type { Masker } from '../src/services/masking.js';
 import { md, type Block, type Button, type Message, type Modal } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
-import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
+import { matchPhrase, parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import type { ActionReply, CommandModule, InteractionContext, Reply, Subcommand } from './types.js';
 
 /**
@@ -105,8 +105,9 @@ export function parseFilters(words: string[], opts: { usage: string; allowUnmask
       throw new UserError(`Unknown subcommand or filter \`${w}\`. Filters look like \`action:login_failed\` or \`since:24h\`.`, undefined, opts.usage);
     }
   }
-  const raw = parseArgs(words, { schema: filterSchema, repeatable: ['action'], usage: opts.usage });
-  if (raw.unmasked && !opts.allowUnmasked) throw new UserError('Unknown flag `--unmasked`.', undefined, opts.usage);
+  // `--unmasked` exists for exports only: elsewhere it is not even offered in the list of options.
+  const schema = opts.allowUnmasked ? filterSchema : filterSchema.omit({ unmasked: true });
+  const raw: z.infer<typeof filterSchema> = parseArgs(words, { schema, repeatable: ['action'], flags: opts.allowUnmasked ? ['unmasked'] : [], usage: opts.usage });
   if (raw.limit !== undefined && opts.allowLimit === false) throw new UserError('`limit:` does not apply here.', undefined, opts.usage);
 
   const actions = (raw.action ?? []).flatMap((a) => a.split(',')).filter((a) => a !== '');
@@ -314,7 +315,7 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
   const render = v.m === 'h' ? (r: AuditRow, m: Masker) => historyEntry(r, m, snapshotDays) : v.m === 'd' ? deletionEntry : compactRow;
   const lines = page.rows.map((r) => render(r, masker));
   const blocks: Block[] = [
-    { type: 'text', text: `*${heading}* · ${totalText} match ${described} · newest first` },
+    { type: 'text', text: `*${heading}* · ${matchPhrase(totalText, page.totalCapped ? 2 : page.total, described)} · newest first` },
     { type: 'text', text: lines.join('\n') },
   ];
   const buttons: Button[] = [];
@@ -325,7 +326,7 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
   if (v.m !== 'd') buttons.push({ text: 'Export CSV', actionId: 'audit:export', value: JSON.stringify({ q }) });
   blocks.push({ type: 'buttons', buttons });
   if (v.m === 's') blocks.push({ type: 'context', text: 'Change of a user: `/audit history USERNAME` · failed logins: `/audit failed-logins`' });
-  return { text: `${heading}: ${totalText} match ${describePlain(q)}`, blocks };
+  return { text: `${heading}: ${matchPhrase(totalText, page.totalCapped ? 2 : page.total, describePlain(q))}`, blocks };
 }
 
 // ---------------------------------------------------------------- subcommands

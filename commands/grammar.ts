@@ -60,6 +60,8 @@ export interface ArgSpec<S extends z.ZodObject<any>> {
   rest?: string;
   /** Option keys that may be given several times (collected into an array). */
   repeatable?: string[];
+  /** Keys written as `--flag` only (never offered as `key:` options). */
+  flags?: string[];
   schema: S;
   usage: string;
 }
@@ -87,8 +89,9 @@ export function parseArgs<S extends z.ZodObject<any>>(words: string[], spec: Arg
       record[key] = true;
     } else if (option && !option[1].startsWith('http') && !option[1].startsWith('mailto')) {
       const [, key, value] = option;
+      if (spec.flags?.includes(key)) fail(`\`${key}\` is a flag: write \`--${key}\`.`);
       if (!known.includes(key) || positionalNames.includes(key) || key === spec.rest) {
-        const allowed = known.filter((k) => !positionalNames.includes(k) && k !== spec.rest);
+        const allowed = known.filter((k) => !positionalNames.includes(k) && k !== spec.rest && !spec.flags?.includes(k));
         fail(`Unknown option \`${key}:\`.${allowed.length ? ` Allowed: ${allowed.map((k) => `\`${k}:\``).join(', ')}.` : ''}`);
       }
       if (value === '') fail(`\`${key}:\` needs a value, e.g. \`${key}:something\`.`);
@@ -114,9 +117,35 @@ export function parseArgs<S extends z.ZodObject<any>>(words: string[], spec: Arg
     const issue = result.error.issues[0];
     const field = String(issue.path[0] ?? '');
     const missing = issue.code === 'invalid_type' && record[field] === undefined;
-    fail(missing ? `Missing ${field.toUpperCase()}.` : issue.message.includes(field) ? issue.message : `${field}: ${issue.message}`);
+    fail(missing ? `Missing ${field.toUpperCase()}.` : friendlyIssue(issue, field));
   }
   return result.data as z.infer<S>;
+}
+
+/**
+ * A zod issue in words a person reads ("`q:` is too long: at most 64 characters") instead of
+ * zod's own ("Too big: expected string to have <=64 characters"). Messages the schemas set
+ * themselves are kept.
+ */
+export function friendlyIssue(issue: z.core.$ZodIssue, field: string): string {
+  const name = `\`${field}\``;
+  const i = issue as any;
+  const custom = !/^(Too (big|small)|Invalid (input|option|string|type)|Expected)/.test(issue.message);
+  if (custom) return issue.message.includes(field) ? issue.message : `${field}: ${issue.message}`;
+  switch (issue.code) {
+    case 'too_big':
+      return i.origin === 'string' ? `${name} is too long: at most ${i.maximum} characters.` : `${name} must be at most ${i.maximum}.`;
+    case 'too_small':
+      return i.origin === 'string' ? `${name} is too short: at least ${i.minimum} characters.` : `${name} must be at least ${i.minimum}.`;
+    case 'invalid_value':
+      return `${name} must be one of ${(i.values ?? []).map((v: unknown) => `\`${String(v)}\``).join(', ')}.`;
+    case 'invalid_type':
+      return i.expected === 'number' ? `${name} must be a number.` : `${name} is not valid here.`;
+    case 'unrecognized_keys':
+      return `Unknown option ${(i.keys ?? []).map((k: string) => `\`${k}:\``).join(', ')}.`;
+    default:
+      return `${name} is not valid.`;
+  }
 }
 
 /** Builds the `help` text of a command from its subcommands. */

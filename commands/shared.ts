@@ -32,3 +32,12 @@ export function parseModalMetadata<S extends z.ZodType>(schema: S, metadata: str
     throw new UserError('This form is out of date. Close it and start again.');
   }
 }
+
+/**
+ * "1 user matches `role:admin`", "12 users match …", "306 users (no filter)": the verb agrees
+ * with the count, and a list without filters does not pretend to match anything.
+ */
+export function matchPhrase(countText: string, count: number, described: string): string {
+  if (described === 'no filter') return `${countText} (no filter)`;
+  return `${countText} ${count === 1 ? 'matches' : 'match'} ${described}`;
+}

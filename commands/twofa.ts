@@ -305,7 +305,7 @@ function verifyModal(r: Recovery, minChecks: number, note?: string): Modal {
     intro:
       (note ? `${note}\n` : '') +
       `Recovery #${r.id} for *${md.escape(r.target_username)}*. Ask them to read back the code${open.length === 1 ? '' : 's'} Warden sent ` +
-      `(valid ${CODE_TTL_SECONDS / 60} minutes, ${CODE_MAX_ATTEMPTS} attempts each). ${minChecks} passed check${minChecks === 1 ? '' : 's'} send it to approval.\n` +
+      `(valid ${CODE_TTL_SECONDS / 60} minutes, ${CODE_MAX_ATTEMPTS} attempts each). ${minChecks === 1 ? 'One passed check sends' : `${minChecks} passed checks send`} it to approval.\n` +
       `${lines.join('\n')}\nClosed this by mistake? Run \`/2fa recover ${r.target_username}\` to go on.`,
     fields: open.map((c) => ({
       id: RECOVERY_FIELDS.code(c),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { matchPhrase } from './shared.js';
 import { roleSchema, usernameSchema, isLocked, type UserRow } from '../src/domain/user.js';
 import { accountStatus } from '../src/services/user-admin.js';
 import { UserError } from '../src/errors.js';
@@ -66,7 +67,7 @@ export async function renderUserPage(
   }
   const lines = page.users.map((u) => userLine(services, u));
   const blocks: Block[] = [
-    { type: 'text', text: `*${page.total} user${page.total === 1 ? '' : 's'}* match ${described}` },
+    { type: 'text', text: matchPhrase(`*${page.total} user${page.total === 1 ? '' : 's'}*`, page.total, described) },
     { type: 'text', text: lines.join('\n') },
   ];
   const buttons: Button[] = [];
@@ -78,7 +79,7 @@ export async function renderUserPage(
   }
   if (buttons.length) blocks.push({ type: 'buttons', buttons });
   blocks.push({ type: 'context', text: 'Details: `/users show USERNAME`' });
-  return { text: `${page.total} users match ${described}`, blocks };
+  return { text: matchPhrase(`${page.total} user${page.total === 1 ? '' : 's'}`, page.total, described), blocks };
 }
 
 function describeFilter(f: UserFilter): string {

@@ -3,7 +3,11 @@ import { z } from 'zod';
 /** The application's roles (seed 001, "Create New User"). */
 export const ROLES = ['admin', 'biller', 'dispatcher'] as const;
 export type Role = (typeof ROLES)[number];
-export const roleSchema = z.enum(ROLES, { error: () => `role must be one of ${ROLES.join(', ')}` });
+/** Case-insensitive, like areas: `role:Admin` is admin. */
+export const roleSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? v.trim().toLowerCase() : v),
+  z.enum(ROLES, { error: () => `role must be one of ${ROLES.join(', ')}` }),
+);
 
 /** Username rule of the guide: unique, 3–64 characters; no spaces so it can be typed in commands. */
 export const usernameSchema = z

@@ -438,7 +438,7 @@ export class UserAdminService {
     }
     if (!text) {
       if (text === undefined && current?.role === 'dispatcher' && current.dispatch_area) return current.dispatch_area;
-      throw new UserError('A dispatcher needs a dispatch area, e.g. `area:lucknow`.', 'area');
+      throw new UserError('A dispatcher needs a dispatch area: e.g. `lucknow` in the form, or `area:lucknow` in the command.', 'area');
     }
     const parsed = areaSchema.safeParse(text);
     if (!parsed.success) throw new UserError(firstIssue(parsed), 'area');
@@ -901,12 +901,14 @@ export class UserAdminService {
     ]);
   }
 
-  private requireMail(field: string): void {
+  private requireMail(field: 'password' | 'method'): void {
+    // The hint matches the grammar of the command that got here: `create … password:temp`, `reset-password USERNAME temp`.
+    const instead = `Use a temporary password instead (${field === 'password' ? '`password:temp`' : '`/users reset-password USERNAME temp`'}, or choose it in the form).`;
     if (!this.deps.mailer.configured) {
-      throw new UserError('E-mail is not configured (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM), so no link can be sent. Use a temporary password instead (`password:temp`, or choose it in the form).', field);
+      throw new UserError(`E-mail is not configured (EMAIL_API_URL, EMAIL_API_KEY, EMAIL_FROM), so no link can be sent. ${instead}`, field);
     }
     if (!this.deps.resetUrl) {
-      throw new UserError('PASSWORD_RESET_URL is not configured, so no link can be sent. Use a temporary password instead (`password:temp`, or choose it in the form).', field);
+      throw new UserError(`PASSWORD_RESET_URL is not configured, so no link can be sent. ${instead}`, field);
     }
   }
 

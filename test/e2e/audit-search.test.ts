@@ -110,7 +110,7 @@ describe('/audit search', () => {
   });
 
   it('runs with no filter, several actions, prefixes, users, IPs and entities', async () => {
-    expect((await run('/audit')).text).toContain('34 entries match no filter');
+    expect((await run('/audit')).text).toContain('34 entries (no filter)');
     expect((await run('/audit action:login_success action:logout')).text).toContain('2 entries match');
     expect((await run('/audit action:login_success,logout')).text).toContain('2 entries match');
     expect((await run('/audit action:login* since:7d')).text).toContain('28 entries match `action:login*`');

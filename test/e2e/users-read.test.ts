@@ -39,7 +39,7 @@ describe('/users list and show over signed HTTP', () => {
     const reply = await t.driver.reply(i);
     expect(reply.args.response_type).toBe('ephemeral');
     const text = textOf(reply.args);
-    expect(text).toContain('1 user* match `role:admin`');
+    expect(text).toContain('1 user* matches `role:admin`');
     expect(text).toContain('*alice*');
     expect(text).not.toContain('dave');
   });
