@@ -161,3 +161,35 @@ describe('step-up at a console prompt', () => {
     expect(c.out).toContain('└─ cancelled');
   }), 240_000);
 });
+
+describe('2FA recovery in the demo', () => {
+  it('runs end to end: codes by e-mail (mail catcher) and Slack DM, a second admin approves with their 2FA code', async () => withConsole(async (c) => {
+    const ANY = /(: |\] ?: )$/;
+    await c.line('/2fa recover dave', /comma-separated\): $/);
+    await c.line('1', ANY);
+    await c.line('Called him back on the number on file; he confirmed his date of birth', ANY);
+    const opened = await c.line('1,2', /e-mail \(optional\): $/);
+    // The Slack DM went to dave's linked account (linked a month ago in the demo, so it is allowed).
+    const dm = /DM to @dave[\s\S]*?verification code: (\d{4} \d{4})/.exec(opened);
+    expect(dm).not.toBeNull();
+    // The e-mail went to the console's mail catcher; `mail` at the prompt shows it without leaving the form.
+    const mail = await c.line('mail', /e-mail \(optional\): $/);
+    const emailed = /to dave@demo\.traitortrack\.example — [^\n]*\n[\s\S]*?verification code: (\d{4} \d{4})/.exec(mail);
+    expect(emailed).not.toBeNull();
+    await c.line(emailed![1], ANY);
+    c.send(dm![1]);
+    // The card reaches #C_APPROVALS a moment after the form closes.
+    const card = await c.waitFor(/posted to #C_APPROVALS\n[^\n]*2FA recovery #\d+: dave[\s\S]*?\[(\d+)\] Approve/);
+    const approve = /\[(\d+)\] Approve/.exec(card);
+    await c.waitFor(PROMPT);
+
+    // Four eyes: alice opened it, so carol approves.
+    expect(await c.line('click ' + approve![1])).toMatch(/cannot approve|opened it|second admin/i);
+    await c.line('as carol');
+    await c.line('click ' + approve![1], CODE_PROMPT);
+    const code = /2FA code of carol: (\d{6})/.exec(await c.line('totp', CODE_PROMPT))![1];
+    const approved = await c.line(code, PROMPT);
+    expect(approved).toMatch(/approved/i);
+    expect(await c.line('/2fa status dave', /2FA[^\n]*\n/)).toMatch(/not enabled/i);
+  }), 300_000);
+});
