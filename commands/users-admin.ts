@@ -369,10 +369,10 @@ function unlockedMessage(services: Services, before: UserRow, attempts: FailedAt
     `:unlock: Unlocked *${md.escape(before.username)}* (${was}; ${before.failed_login_attempts ?? 0} failed attempts cleared).`,
   ];
   if (attempts.length) {
-    lines.push(`*Failed logins that led here* (latest ${attempts.length}):`);
+    lines.push(`*The failed login${attempts.length === 1 ? '' : 's'} since the last sign-in that led here* (${attempts.length}):`);
     for (const a of attempts) lines.push(`• ${md.date(a.timestamp)} · ${md.escape(services.masker.ip(a.ip_address) || 'no IP')}`);
   } else {
-    lines.push('No failed-login entries for this username in the audit log.');
+    lines.push('No failed-login entries for this username since the last sign-in in the audit log.');
   }
   return { text: lines.join('\n') };
 }
@@ -402,7 +402,7 @@ async function unlockModal(ctx: CommandContext, username: string, meta: Meta): P
 const unlock: Subcommand<z.infer<typeof unlockSchema>> = {
   name: 'unlock',
   usage: 'unlock USERNAME',
-  summary: 'clear a lockout (2FA code), showing the failed attempts (time, IP) that caused it',
+  summary: 'clear a lockout (2FA code), then list the failed attempts (time, IP) since the last sign-in that caused it',
   role: 'admin',
   parse: (words) => parseArgs(words, { positional: ['username'], schema: unlockSchema, usage: UNLOCK_USAGE }),
   run: async (ctx, { username }) => ({ kind: 'modal', modal: await unlockModal(ctx, username, { u: username }) }),

@@ -31,7 +31,7 @@ export interface ConsoleHub {
 }
 
 export const HELP = `Type a slash command (e.g. /users list role:admin), or one of these console commands:
-  click N          press button N (buttons are numbered in [brackets])
+  click N          press button N (numbered in [brackets]); \`click unlock\`: the latest Unlock button
   as USER          act as another Slack user of the console (an id like U_ADMIN2 or a name like carol)
   people           the Slack users of this console and whom they are linked to
   whoami           who you are acting as
@@ -177,7 +177,7 @@ export class Session {
         await this.home();
         return true;
       case 'click':
-        await this.click(rest[0]);
+        await this.click(rest.join(' ') || undefined);
         return true;
       default: {
         const hint = suggest(word.toLowerCase(), CONSOLE_WORDS);
@@ -224,9 +224,15 @@ export class Session {
     });
   }
 
+  /** `click 3`, or `click unlock`: the latest button whose label starts with the words. */
   private async click(which: string | undefined): Promise<void> {
-    const b = this.renderer.buttons[Number(which) - 1];
-    if (!b) return this.fail(`No button ${which ?? ''}. Buttons are numbered in [brackets] above.`);
+    const label = (which ?? '').toLowerCase();
+    const b = /^\d+$/.test(label)
+      ? this.renderer.buttons[Number(label) - 1]
+      : label
+        ? [...this.renderer.buttons].reverse().find((x) => x.text.toLowerCase().startsWith(label))
+        : undefined;
+    if (!b) return this.fail(`No button ${which ?? ''}. Buttons are numbered in [brackets] above (\`click 3\`, or \`click unlock\` for the latest Unlock).`);
     if (b.url) return this.out(`(link button: ${b.url})`);
     this.out(`\n${this.actingAs} clicked [${b.n}] ${b.text}`);
     const i = this.own(await this.hub.driver.click(this.actingAs, { actionId: b.actionId, value: b.value, message: b.message, channel: b.channel }));

@@ -451,11 +451,17 @@ export class UserAdminService {
 
   // ---------------------------------------------------------------- unlock
 
-  /** Clears the lockout (the guide's "Database Unlock"), returning the failed attempts that caused it. */
   /**
+<<<<<<< HEAD
    * Lifting a lockout needs step-up on every path (docs/SECURITY.md). `alsoInTx` runs in the
    * unlock's own transaction (e.g. marking the lockout card unlocked), so that a crash can
    * never leave one step done without the other.
+=======
+   * Clears the lockout (the guide's "Database Unlock"), returning the failed attempts that caused
+   * it: the account's counted attempts since its last sign-in, not older ones of the same name.
+   * `alsoInTx` runs in the unlock's own transaction (e.g. marking the lockout card unlocked), so
+   * that a crash can never leave one step done without the other.
+>>>>>>> d176d1d (feat(console): README walk-through (first and second run) run by a test; break-glass against real PostgreSQL tested; click by label; unlock lists only the attempts since the last sign-in)
    */
   async unlock(
     actor: Actor,
@@ -479,8 +485,7 @@ export class UserAdminService {
     opts: { alsoInTx?: (q: Queryable) => Promise<void> } = {},
   ): Promise<{ before: UserRow; user: UserRow; attempts: FailedAttempt[] }> {
     requireAdmin(actor, 'unlock accounts');
-    const attempts = await this.deps.users.recentFailedLogins(username, 10);
-    return this.db.tx(async (q) => {
+    const done = await this.db.tx(async (q) => {
       await this.assertStillAdmin(q, actor);
       const { row, before, status } = await this.checkUnlock(q, username, true);
       const { rows } = await q.query(
@@ -496,8 +501,11 @@ export class UserAdminService {
         details: { username, failed_attempts: before.failed_login_attempts ?? 0, was_locked: status === 'locked' },
       });
       await opts.alsoInTx?.(q);
-      return { before, user: toUser(rows[0]), attempts };
+      return { before, user: toUser(rows[0]) };
     });
+    const counted = Math.min(Math.max(done.before.failed_login_attempts ?? 0, 1), 10);
+    const attempts = await this.deps.users.recentFailedLogins(username, counted, done.before.last_login);
+    return { ...done, attempts };
   }
 
   /** Everything that refuses an unlock before a 2FA code is asked for. */

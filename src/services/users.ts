@@ -108,15 +108,16 @@ export class UserDirectory {
     return user;
   }
 
-  /** The guide's "investigate lockout" query: recent failed logins for a username. */
-  async recentFailedLogins(username: string, limit = 10): Promise<FailedAttempt[]> {
+  /** The guide's "investigate lockout" query: recent failed logins for a username (after `since`, when given). */
+  async recentFailedLogins(username: string, limit = 10, since?: Date | null): Promise<FailedAttempt[]> {
     const { rows } = await this.db.query(
       `SELECT timestamp, details, ip_address
          FROM audit_log
         WHERE action = 'login_failed' AND details->>'username' = $1
+          AND ($3::timestamptz IS NULL OR timestamp > $3)
         ORDER BY timestamp DESC
         LIMIT $2`,
-      [username, limit],
+      [username, limit, since ?? null],
     );
     return z
       .array(z.object({ timestamp: z.date(), ip_address: z.string().nullable(), details: z.record(z.string(), z.unknown()).nullable() }))

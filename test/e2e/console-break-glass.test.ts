@@ -1,0 +1,62 @@
+import os from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Db } from '../../src/db/index.js';
+import { runConsole } from '../helpers/console-process.js';
+import { createTestDb } from '../helpers/db.js';
+import { auditRows, createUser, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
+
+/**
+ * Break-glass: `npm run console -- --database-url …` against a real PostgreSQL, as an
+ * operator would run it when Slack is down. Needs DATABASE_URL (CI, scripts/test-services.sh).
+ */
+describe.skipIf(!process.env.DATABASE_URL)('break-glass console on a real PostgreSQL', () => {
+  let db: Db;
+  let url: string;
+  let cleanup: () => Promise<void>;
+  let ops: TestUser;
+  let dispatcher: TestUser;
+
+  beforeAll(async () => {
+    ({ db, url, cleanup } = (await createTestDb()) as { db: Db; url: string; cleanup: () => Promise<void> });
+    ops = await createUser(db, { username: 'ops.admin', role: 'admin', twoFa: true });
+    dispatcher = await createUser(db, { username: 'night.dispatch', twoFa: true });
+    await createUser(db, { username: 'locked.out', lockedMinutes: 20, failed: 5 });
+  }, 60_000);
+  afterAll(async () => cleanup?.());
+
+  // The console's own environment: no DATABASE_URL of the test runner leaks into it.
+  const env = () => ({ LOG_LEVEL: 'error', REDIS_URL: process.env.REDIS_URL });
+
+  it('refuses a wrong code, a non-admin and an unknown user before anything runs; changes nothing', async () => {
+    const before = await snapshot(db, ['"user"', 'audit_log']);
+    const wrong = await runConsole(['--database-url', url, '--as', 'ops.admin', '/users unlock locked.out'], env(), '000000\n');
+    expect(wrong.code).toBe(2);
+    expect(wrong.out).toContain('Refused: That 2FA code is not valid');
+    const notAdmin = await runConsole(['--database-url', url, '/users unlock locked.out'], env(), `night.dispatch\n${await totpOf(dispatcher)}\n`);
+    expect(notAdmin.code).toBe(2);
+    expect(notAdmin.out).toContain('Refused: break-glass is for application admins with 2FA.');
+    const nobody = await runConsole(['--database-url', url, '--as', 'no.such.user', '/users list'], env(), '123456\n');
+    expect(nobody.code).toBe(2);
+    expect(nobody.out).toContain('Refused: break-glass is for application admins with 2FA.');
+    const after = await snapshot(db, ['"user"', 'audit_log']);
+    expect(after['"user"']).toEqual(before['"user"']);
+    expect(after.audit_log).toEqual(before.audit_log);
+  }, 180_000);
+
+  it('signs the operator in with their TOTP, runs the command, audits it as source console with the OS user, prints instead of posting', async () => {
+    const r = await runConsole(['--database-url', url, '/users unlock locked.out', 'as U_ADMIN2'], env(), `ops.admin\n${await totpOf(ops)}\n`);
+    expect(r.out).toContain('Signed in as ops.admin');
+    expect(r.out).toContain('Unlocked locked.out');
+    // `as` is refused in break-glass: the operator acts as themselves only.
+    expect(r.out).toContain('Break-glass: you act as ops.admin only.');
+    expect(r.code).toBe(1);
+    const [row] = await auditRows(db, 'unlock_account');
+    expect(row.user_id).toBe(ops.id);
+    expect(row.details).toMatchObject({ source: 'console', os_user: os.userInfo().username, actor: 'ops.admin' });
+    // No demo data in a real database, and no Slack link written for the console's stand-in Slack user.
+    const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "user"`);
+    expect(rows[0].n).toBe(3);
+    const links = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM warden_slack_link`);
+    expect(links.rows[0].n).toBe(0);
+  }, 180_000);
+});
