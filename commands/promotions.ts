@@ -173,13 +173,31 @@ const openReject: ActionHandler = async (ctx, value) => {
 };
 
 /** Closes the modal; a lost race or stale form is answered where the click came from. */
-async function decide(ctx: InteractionContext, id: number, fn: () => Promise<PromotionView>, done: (v: PromotionView) => string): Promise<ViewReply> {
+/**
+ * How the requester hears of the decision, truthfully: the in-app notification is always
+ * written (with the decision); a Slack DM only reaches a requester with a linked Slack account —
+ * requests inserted by the web application often have none yet.
+ */
+async function howTold(ctx: InteractionContext, v: PromotionView): Promise<string> {
+  const accounts = await ctx.services.identity.slackAccountsOf(v.request.user_id).catch(() => []);
+  return accounts.length
+    ? 'in the application (notification) and by Slack DM'
+    : 'in the application (notification) only: they have no linked Slack account, so no Slack DM was sent';
+}
+
+async function decide(
+  ctx: InteractionContext,
+  id: number,
+  fn: () => Promise<PromotionView>,
+  done: (v: PromotionView, told: string) => string,
+): Promise<ViewReply> {
   try {
     const view = await fn();
+    const told = await howTold(ctx, view);
     const updated = renderCard(view, ctx.services.masker, ctx.services.config.PROMOTION_TTL);
     // The channel card is updated by the service; a copy shown elsewhere (e.g. /promotions show) is replaced here.
     const fromElsewhere = ctx.source?.messageTs && ctx.source.messageTs !== view.card?.ts;
-    return { kind: 'close', notice: { text: done(view) }, ...(fromElsewhere ? { updateSource: updated } : {}) };
+    return { kind: 'close', notice: { text: done(view, told) }, ...(fromElsewhere ? { updateSource: updated } : {}) };
   } catch (e) {
     if (e instanceof ConflictError) {
       // Make sure the channel card shows the outcome; not awaited (the submission must be answered fast).
@@ -201,9 +219,9 @@ const submitApprove: ViewHandler = async (ctx, values, metadata) => {
     ctx,
     r,
     () => ctx.services.promotions.approve(ctx.actor, r, { notes, totp }),
-    (v) =>
-      `:white_check_mark: Approved request #${v.request.id}: *${md.escape(v.requester.username)}* is now an admin.` +
-      (v.requester.two_fa_enabled ? '' : ' They have no 2FA yet and were told to enable it.'),
+    (v, told) =>
+      `:white_check_mark: Approved request #${v.request.id}: *${md.escape(v.requester.username)}* is now an admin. They were told ${told}.` +
+      (v.requester.two_fa_enabled ? '' : ' They have no 2FA yet: the message asks them to enable it.'),
   );
 };
 
@@ -214,7 +232,7 @@ const submitReject: ViewHandler = async (ctx, values, metadata) => {
     ctx,
     r,
     () => ctx.services.promotions.reject(ctx.actor, r, { reason }),
-    (v) => `:no_entry: Rejected request #${v.request.id} of *${md.escape(v.requester.username)}*. They were told the reason.`,
+    (v, told) => `:no_entry: Rejected request #${v.request.id} of *${md.escape(v.requester.username)}*. They were told the reason ${told}.`,
   );
 };
 

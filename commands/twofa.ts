@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../src/config.js';
 import { usernameSchema } from '../src/domain/user.js';
-import { ConflictError, UserError } from '../src/errors.js';
+import { ConflictError, ForbiddenError, UserError } from '../src/errors.js';
 import type { Services } from '../src/services/index.js';
 import {
   CHECK_LABELS,
@@ -432,6 +432,13 @@ const openApprove: ActionHandler = async (ctx, value) => {
   if (rec.status !== 'pending' || rec.expires_at <= new Date()) {
     await svc.refreshCard(rec);
     throw new ConflictError(describeDecided(rec));
+  }
+  // Refused at the click, as for promotions: no form whose code cannot be given.
+  if (!(await ctx.services.stepUp.canStepUp(ctx.actor))) {
+    throw new ForbiddenError(
+      'Approving a 2FA recovery needs your 2FA code, but your account has no two-factor authentication. ' +
+        'Enrol in the application first (Profile → Enable Two-Factor Authentication).',
+    );
   }
   return {
     kind: 'modal',

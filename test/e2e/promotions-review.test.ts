@@ -337,6 +337,9 @@ describe('deciding: approve and reject', () => {
     const since = t.fake.calls.length;
     const sub = await t.driver.submit('U_CAROL', view, { reason: 'Billers get audit exports from their lead' });
     expect(sub.ack).toBeNull();
+    // The admin is told truthfully how the requester hears of it (dan has a linked Slack account).
+    const notice = await t.fake.waitFor((c) => c.method === 'response_url' && /Rejected request #/.test(textOf(c.args)), 5000, since);
+    expect(textOf(notice.args)).toContain('They were told the reason in the application (notification) and by Slack DM.');
     const [req] = (await db.query<any>('SELECT * FROM promotion_request WHERE id = $1', [id])).rows;
     expect(req).toMatchObject({ status: 'rejected', reviewed_by: carol.id, rejection_reason: 'Billers get audit exports from their lead' });
     expect((await db.query<any>('SELECT role FROM "user" WHERE id = $1', [dan.id])).rows[0].role).toBe('biller');
@@ -354,6 +357,8 @@ describe('deciding: approve and reject', () => {
     const update = await t.fake.waitFor((c) => c.method === 'chat.update' && c.args.ts === ts, 5000, since);
     expect(textOf(update.args)).toMatch(/Rejected by <@U_CAROL> \(carol\) at \d\d:\d\d UTC .* — Billers get audit exports/);
     expect(buttonsOf(update.args.blocks)).toEqual([]);
+    // Nobody is promoted: the card no longer asks for 2FA "after promotion".
+    expect(textOf(update.args)).not.toContain('must enable after promotion');
   });
 
   it('two admins approving at the same moment: exactly one decision, the other told who decided', async () => {

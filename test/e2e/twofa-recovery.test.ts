@@ -29,6 +29,7 @@ beforeAll(async () => {
   const eve = await createUser(db, { username: 'eve', role: 'biller', area: null });
   bob = await createUser(db, { username: 'bob', twoFa: true });
   await createUser(db, { username: 'nofa' });
+  const dan = await createUser(db, { username: 'dan', role: 'admin', area: null });
   const logger = pino(
     { level: 'debug', redact: { paths: redactPaths, censor: '[redacted]' } },
     new Writable({ write: (c, _e, cb) => (logLines.push(String(c)), cb()) }),
@@ -38,6 +39,7 @@ beforeAll(async () => {
   await linkSlack(db, 'U_CAROL', carol.id);
   await linkSlack(db, 'U_EVE', eve.id);
   await linkSlack(db, 'U_BOB', bob.id);
+  await linkSlack(db, 'U_DAN', dan.id);
   await db.query(`UPDATE warden_slack_link SET created_at = now() - interval '3 days' WHERE slack_user_id = 'U_BOB'`);
 });
 
@@ -171,6 +173,12 @@ describe('/2fa recover over signed HTTP', () => {
     expect(textOf(target.args)).toMatch(/Only admins can use this button/);
     const member = await t.driver.reply(await t.driver.click('U_EVE', ref));
     expect(textOf(member.args)).toMatch(/Only admins can use this button/);
+    // An admin without 2FA is refused at the click, not after typing into a form they cannot complete.
+    const since = t.fake.calls.length;
+    const noTwoFa = await t.driver.reply(await t.driver.click('U_DAN', ref));
+    expect(noTwoFa.method).toBe('response_url');
+    expect(textOf(noTwoFa.args)).toMatch(/Approving a 2FA recovery needs your 2FA code, but your account has no two-factor authentication/);
+    expect(t.fake.calls.slice(since).some((c) => c.method === 'views.open')).toBe(false);
     const forged = await t.driver.reply(await t.driver.click('U_CAROL', { ...ref, value: '{"r":"1 OR 1=1"}' }));
     expect(textOf(forged.args)).toMatch(/not valid any more/);
     const missing = await t.driver.reply(await t.driver.click('U_CAROL', { ...ref, value: '{"r":99999}' }));

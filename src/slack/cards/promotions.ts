@@ -67,7 +67,7 @@ export function renderCard(view: PromotionView, masker: Masker, ttlSeconds: numb
         mrkdwn`*Dispatch area*\n${u.dispatch_area ? u.dispatch_area : '—'}`,
         mrkdwn`*Account age*\n${ageDays === null ? '—' : `${ageDays} day${ageDays === 1 ? '' : 's'}`}`,
         mrkdwn`*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
-        mrkdwn`*2FA*\n${u.two_fa_enabled ? 'enabled' : ':warning: not enabled (must enable after promotion)'}`,
+        mrkdwn`*2FA*\n${u.two_fa_enabled ? 'enabled' : r.status === 'pending' || r.status === 'approved' ? ':warning: not enabled (must enable after promotion)' : 'not enabled'}`,
         mrkdwn`*Requested*\n${md.date(r.requested_at)}`,
         mrkdwn`*Status*\n${r.status}`,
       ],
