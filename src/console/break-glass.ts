@@ -50,6 +50,9 @@ export async function runBreakGlass(opts: { config: Config; args: ConsoleArgs })
     const operator = { id: OPERATOR_SLACK_ID, name: user.username, email: undefined, note: `break-glass operator (application admin ${user.username})` };
     app = await startConsoleApp({ env: { ...process.env }, db, people: [operator], jobs: false, breakGlass: { operator: user.username, userId: user.id } });
     const hub = app.hub;
+    // Channel alerts wait in the production outbox for the deployed Warden: delivering them here
+    // (to the console's stand-in Slack) would mark them sent and Slack would never see them.
+    await hub.services.outbox.close();
     const actor = await hub.services.identity.resolve({ userId: OPERATOR_SLACK_ID, teamId: 'T_WARDEN' });
     try {
       await hub.services.stepUp.verify(actor, await ask(`2FA code of ${user.username}: `), 'console_break_glass');
@@ -58,7 +61,7 @@ export async function runBreakGlass(opts: { config: Config; args: ConsoleArgs })
       console.error(`Refused: ${e.message}`);
       return 2;
     }
-    console.error(`Signed in as ${user.username}. Every change is audited as source "console", OS user ${osUser()}. Nothing is posted to Slack: it is printed here.`);
+    console.error(`Signed in as ${user.username}. Every change is audited as source "console", OS user ${osUser()}. Replies and DMs are printed here, never posted to Slack; channel alerts stay queued in the outbox for the deployed Warden.`);
     if (args.lines.length) {
       const s = new Session(hub, { as: OPERATOR_SLACK_ID, out: (t) => console.log(t) });
       return (await runLines(s, args.lines)) ? 0 : 1;

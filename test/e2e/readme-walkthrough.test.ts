@@ -58,10 +58,11 @@ describe('README "Try it" walk-through', () => {
     const c = new ConsoleProcess([], { WARDEN_DATA_DIR: dataDir });
     consoles.push(c);
     try {
-      await c.waitFor('First run: creating demo data', 60_000);
+      await c.waitFor('First run: creating demo data', 180_000);
       await walk(c, block('first'));
     } finally {
       c.kill();
+      await c.exited;
     }
     // The unlock lists the five attempts that locked ravi.k, not an older one of the same name.
     expect(c.out).toMatch(/led here \(5\):\n(• [^\n]*\n){5}\n/);
@@ -75,6 +76,7 @@ describe('README "Try it" walk-through', () => {
       await walk(c, block('second'));
     } finally {
       c.kill();
+      await c.exited;
     }
     expect(c.out).not.toContain('First run');
   }, 300_000);
