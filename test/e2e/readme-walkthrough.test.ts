@@ -31,23 +31,35 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 async function walk(c: ConsoleProcess, lines: string[]): Promise<void> {
   const seen = new Map<string, string>(); // README digits → the console's
   const typed = (answer: string) => answer.replace(/\d+/g, (d) => seen.get(d) ?? d);
+  // The lines after one input may arrive in any order (a reply, a card updated by a job, a DM):
+  // each is looked for from where that input was sent; the next input waits until all were seen.
+  let from = 0;
+  let end = 0;
+  const sendAfter = (text: string) => {
+    c.skipTo(end);
+    c.send(text);
+  };
   for (const line of lines) {
     const command = /^([A-Z_0-9]+)> (.*)$/.exec(line);
     const form = /^│ (.+?: )(.*)$/.exec(line);
     if (command) {
+      c.skipTo(end);
       await c.waitFor(new RegExp(`\\n${command[1]}> $`), 120_000);
-      c.send(command[2]);
+      from = end = c.out.length;
+      sendAfter(command[2]);
     } else if (form) {
+      c.skipTo(end);
       await c.waitFor(new RegExp(`${escape(form[1])}$`));
-      c.send(typed(form[2]));
+      from = end = c.out.length;
+      sendAfter(typed(form[2]));
     } else {
       const digits = line.match(/\d+/g) ?? [];
       const pattern = new RegExp(escape(line).replace(/\d+/g, '(\\d+)'));
-      const got = await c.waitFor(pattern).catch((e: Error) => {
+      const got = await c.seen(pattern, from).catch((e: Error) => {
         throw new Error(`README line not seen: ${line}\n${e.message}`);
       });
-      const m = pattern.exec(got)!;
-      digits.forEach((d, i) => seen.set(d, m[i + 1]));
+      digits.forEach((d, i) => seen.set(d, got.match[i + 1]));
+      end = Math.max(end, got.end);
     }
   }
   expect(await c.exited).toBe(0);

@@ -27,6 +27,23 @@ export class ConsoleProcess {
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
   }
 
+  /** Moves the mark (where the next waitFor starts looking) to an index of `out`. */
+  skipTo(index: number): void {
+    this.mark = Math.max(this.mark, index);
+  }
+
+  /** Waits until `pattern` matches `out` from `from` on (not moving the mark); returns the match and where it ends. */
+  async seen(pattern: RegExp, from: number, timeoutMs = 60_000): Promise<{ match: RegExpExecArray; end: number }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = pattern.exec(this.out.slice(from));
+      if (m) return { match: m, end: from + m.index + m[0].length };
+      if (this.child.exitCode !== null) throw new Error(`console exited (${this.child.exitCode}) before ${pattern}:\n${this.out.slice(from)}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; output since:\n${this.out.slice(from)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   send(line: string): void {
     this.child.stdin!.write(`${line}\n`);
   }
