@@ -21,7 +21,8 @@ export class ConsoleProcess {
   readonly exited: Promise<number | null>;
 
   constructor(args: string[], env: Record<string, string | undefined>) {
-    this.child = spawn(TSX, [MAIN, ...args], { env: consoleEnv(env) });
+    // Its own process group: tsx runs the console in a child process, and kill() must reach both.
+    this.child = spawn(TSX, [MAIN, ...args], { env: consoleEnv(env), detached: true });
     this.child.stdout!.on('data', (d) => (this.out += d));
     this.child.stderr!.on('data', (d) => (this.out += d));
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
@@ -78,7 +79,12 @@ export class ConsoleProcess {
   }
 
   kill(): void {
-    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+    if (this.child.exitCode !== null || !this.child.pid) return;
+    try {
+      process.kill(-this.child.pid, 'SIGKILL');
+    } catch {
+      this.child.kill('SIGKILL');
+    }
   }
 }
 
