@@ -40,17 +40,19 @@ describe.skipIf(!process.env.DATABASE_URL)('break-glass console on a real Postgr
     expect(nobody.out).toContain('Refused: break-glass is for application admins with 2FA.');
     const after = await snapshot(db, ['"user"', 'audit_log']);
     expect(after['"user"']).toEqual(before['"user"']);
-    expect(after.audit_log).toEqual(before.audit_log);
+    // The only trace is the audited wrong code (step-up failures are audited since #10).
+    expect(after.audit_log.slice(before.audit_log.length).map((r: any) => r.action)).toEqual(['stepup_failed']);
   }, 180_000);
 
   it('signs the operator in with their TOTP, runs the command, audits it as source console with the OS user, prints instead of posting', async () => {
-    const r = await runConsole(['--database-url', url, '/users unlock locked.out', 'as U_ADMIN2'], env(), `ops.admin\n${await totpOf(ops)}\n`);
+    // A change without a form (forms need the interactive prompt): dispatcher → biller needs no step-up.
+    const r = await runConsole(['--database-url', url, '/users role night.dispatch biller', 'as U_ADMIN2'], env(), `ops.admin\n${await totpOf(ops)}\n`);
     expect(r.out).toContain('Signed in as ops.admin');
-    expect(r.out).toContain('Unlocked locked.out');
+    expect(r.out).toContain('Updated night.dispatch: role dispatcher → biller');
     // `as` is refused in break-glass: the operator acts as themselves only.
     expect(r.out).toContain('Break-glass: you act as ops.admin only.');
     expect(r.code).toBe(1);
-    const [row] = await auditRows(db, 'unlock_account');
+    const [row] = await auditRows(db, 'role_change');
     expect(row.user_id).toBe(ops.id);
     expect(row.details).toMatchObject({ source: 'console', os_user: os.userInfo().username, actor: 'ops.admin' });
     // No demo data in a real database, and no Slack link written for the console's stand-in Slack user.
