@@ -9,11 +9,25 @@ npm run build
 PORT="${SMOKE_PORT:-39$(( RANDOM % 90 + 10 ))$(( RANDOM % 10 ))}"
 DATA_DIR="$(mktemp -d)"
 LOG="$(mktemp)"
-env -u DATABASE_URL SLACK_BOT_TOKEN=xoxb-smoke SLACK_SIGNING_SECRET=smoke-signing-secret PORT="$PORT" \
+# /readyz needs a successful auth.test: a minimal stand-in for Slack's Web API on loopback
+# answers it (CI has no route to Slack).
+SLACK_PORT="$(( PORT + 1 ))"
+node -e '
+  require("node:http").createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ ok: true, url: "https://smoke.slack.com/", team: "smoke", user: "warden",
+        team_id: "T0SMOKE", user_id: "U0WARDEN", bot_id: "B0WARDEN" }));
+    });
+  }).listen(Number(process.argv[1]), "127.0.0.1");
+' "$SLACK_PORT" &
+SLACK_PID=$!
+env -u DATABASE_URL SLACK_API_URL="http://127.0.0.1:$SLACK_PORT/api/" SLACK_BOT_TOKEN=xoxb-smoke SLACK_SIGNING_SECRET=smoke-signing-secret PORT="$PORT" \
   WARDEN_DATA_DIR="$DATA_DIR" LOG_FORMAT=json NODE_ENV=production \
   node dist/src/main.js >"$LOG" 2>&1 &
 PID=$!
-cleanup() { kill "$PID" 2>/dev/null || true; rm -rf "$DATA_DIR"; }
+cleanup() { kill "$PID" "$SLACK_PID" 2>/dev/null || true; rm -rf "$DATA_DIR"; }
 trap cleanup EXIT
 ok=""
 for _ in $(seq 1 150); do
