@@ -39,7 +39,7 @@ const HISTORY_USAGE = '`/audit history USERNAME` or `/audit history TYPE ID` (e.
 const TIMELINE_USAGE = '`/audit timeline USERNAME [since:7d] [until:DATE]`';
 const FAILED_USAGE = '`/audit failed-logins [window:1h] [min:6]` (window up to 30d; min = at least that many attempts)';
 const DELETIONS_USAGE = '`/audit deletions [since:30d] [until:DATE]`';
-const EXPORT_USAGE = `\`/audit export ${FILTERS.replace(' [limit:N]', '')} [--unmasked]\``;
+const EXPORT_USAGE = `\`/audit export ${FILTERS.replace(' [limit:N]', '')} [to:dm|channel] [--unmasked]\` (the file comes to your DM; \`to:channel\` puts a masked file in this conversation)`;
 const RETENTION_USAGE = '`/audit retention --dry-run` (what would be removed), then `/audit retention` (asks for your 2FA code)';
 
 const HISTORY_PAGE = 10;
@@ -71,6 +71,8 @@ const filterSchema = z
       .max(MAX_PAGE_SIZE, `limit must be a number from 1 to ${MAX_PAGE_SIZE}`)
       .optional(),
     unmasked: z.literal(true).optional(),
+    /** Where an export goes: the requester's DM (default) or, when asked, this conversation. */
+    to: z.enum(['dm', 'channel']).optional(),
   })
   .strict();
 
@@ -80,6 +82,7 @@ export interface SearchArgs {
   entityUser?: string;
   limit: number;
   unmasked?: boolean;
+  to?: 'dm' | 'channel';
 }
 
 /** `since:`/`until:` to absolute ISO bounds; `until` must come after `since`. */
@@ -105,10 +108,13 @@ export function parseFilters(words: string[], opts: { usage: string; allowUnmask
       throw new UserError(`Unknown subcommand or filter \`${w}\`. Filters look like \`action:login_failed\` or \`since:24h\`.`, undefined, opts.usage);
     }
   }
-  // `--unmasked` exists for exports only: elsewhere it is not even offered in the list of options.
-  const schema = opts.allowUnmasked ? filterSchema : filterSchema.omit({ unmasked: true });
+  // `--unmasked` and `to:` exist for exports only: elsewhere they are not even offered in the list of options.
+  const schema = opts.allowUnmasked ? filterSchema : filterSchema.omit({ unmasked: true, to: true });
   const raw: z.infer<typeof filterSchema> = parseArgs(words, { schema, repeatable: ['action'], flags: opts.allowUnmasked ? ['unmasked'] : [], usage: opts.usage });
   if (raw.limit !== undefined && opts.allowLimit === false) throw new UserError('`limit:` does not apply here.', undefined, opts.usage);
+  if (raw.unmasked && raw.to === 'channel') {
+    throw new UserError('Unmasked exports go to your direct messages only: leave out `to:channel`, or `--unmasked` for a masked file here.', undefined, opts.usage);
+  }
 
   const actions = (raw.action ?? []).flatMap((a) => a.split(',')).filter((a) => a !== '');
   if (actions.length > 10) throw new UserError('At most 10 `action:` values at once.', undefined, opts.usage);
@@ -136,7 +142,7 @@ export function parseFilters(words: string[], opts: { usage: string; allowUnmask
     }
   }
   Object.assign(q, clean(timeBounds(raw.since, raw.until, opts.usage, now)));
-  return { q, entityUser, limit: raw.limit ?? PAGE_SIZE, unmasked: raw.unmasked };
+  return { q, entityUser, limit: raw.limit ?? PAGE_SIZE, unmasked: raw.unmasked, ...(raw.to ? { to: raw.to } : {}) };
 }
 
 function clean<T extends object>(o: T): Partial<T> {
@@ -457,21 +463,30 @@ const deletions: Subcommand<{ s?: string; t?: string }> = {
   run: async (ctx, args) => ({ kind: 'message', message: await renderPage(ctx.services, { m: 'd', q: clean({ s: args.s, t: args.t }) }) }),
 };
 
-/** Runs a masked export into the conversation; the answer states the row count. */
-async function maskedExport(services: Services, actor: Actor, q: AuditQuery, channel: string | undefined): Promise<Message> {
-  if (!channel) throw new UserError('Run the export from a conversation: the file is uploaded there.');
-  const r = await services.auditExport.export(actor, q, { channel, unmasked: false, describe: describePlain(q) });
+/**
+ * Runs a masked export: the file goes to the requester's DM, and the conversation it was asked
+ * in gets only this answer; `to:channel` uploads it into the conversation instead.
+ */
+async function maskedExport(services: Services, actor: Actor, q: AuditQuery, channel: string | undefined, to: 'dm' | 'channel' = 'dm'): Promise<Message> {
+  if (to === 'channel' && !channel) throw new UserError('Run the export from a conversation: `to:channel` uploads the file there.');
+  const r = await services.auditExport.export(actor, q, { channel, to, unmasked: false, describe: describePlain(q) });
+  const entries = `${num(r.rows)} audit ${r.rows === 1 ? 'entry' : 'entries'}`;
+  const tail = `${r.masked ? ' (e-mails and IPs masked)' : ' (not masked: ANONYMIZE_AUDIT_LOGS is off)'}${
+    r.truncated ? ' — stopped at the row limit; narrow the filters for the rest' : ''
+  }.`;
   return {
-    text: `:page_facing_up: Exported ${num(r.rows)} audit ${r.rows === 1 ? 'entry' : 'entries'} to \`${r.filename}\`${
-      r.masked ? ' (e-mails and IPs masked)' : ''
-    }${r.truncated ? ' — stopped at the row limit; narrow the filters for the rest' : ''}.`,
+    text:
+      r.where === 'dm'
+        ? `:page_facing_up: Sent to you by direct message: ${entries} in \`${r.filename}\`${tail}`
+        : `:page_facing_up: Exported ${entries} to \`${r.filename}\`${tail}`,
   };
 }
 
 const exportSub: Subcommand<SearchArgs> = {
   name: 'export',
-  usage: 'export [filters] [--unmasked]',
-  summary: 'the matching entries as a CSV file in this conversation, masked; `--unmasked` asks for your 2FA code and sends it to your DM',
+  usage: 'export [filters] [to:dm|channel] [--unmasked]',
+  summary:
+    'the matching entries as a CSV file, masked, sent to your direct messages (`to:channel` uploads it into this conversation instead); `--unmasked` asks for your 2FA code and sends it to your DM only',
   role: 'admin',
   parse: (words) => parseFilters(words, { usage: EXPORT_USAGE, allowUnmasked: true, allowLimit: false }),
   run: async (ctx, args): Promise<Reply> => {
@@ -492,7 +507,7 @@ const exportSub: Subcommand<SearchArgs> = {
       };
       return { kind: 'modal', modal };
     }
-    return { kind: 'message', message: await maskedExport(ctx.services, ctx.actor, q, ctx.actor.slack.channelId) };
+    return { kind: 'message', message: await maskedExport(ctx.services, ctx.actor, q, ctx.actor.slack.channelId, args.to) };
   },
 };
 

@@ -20,7 +20,8 @@ import { scrubAuditRow } from './audit-scrub.js';
 import { csvCell, csvLine } from './csv.js';
 
 /**
- * `/audit export`: the rows of a search as a CSV file uploaded to the conversation.
+ * `/audit export`: the rows of a search as a CSV file sent to the requester's DM (or, when
+ * asked for explicitly, uploaded to the conversation).
  * Rows stream from PostgreSQL with one `COPY … TO STDOUT` (PGlite: keyset batches), are
  * masked and written batch by batch to a private temporary file, which is then streamed to
  * Slack: memory holds one batch, never the whole export. (Slack's upload needs the file's
@@ -70,8 +71,14 @@ export function auditCsvLine(raw: AuditRow, masker: Masker): string {
 }
 
 export interface ExportOptions {
-  /** Conversation the command came from (masked exports go there). */
+  /** Conversation the command came from (where `to: 'channel'` uploads). */
   channel?: string;
+  /**
+   * Where the file goes: the requester's DM, or the conversation it was asked in (an explicit
+   * choice in `/audit export to:channel`). Omitted: the conversation when one is given, else
+   * the DM. Unmasked exports always go to the DM.
+   */
+  to?: 'dm' | 'channel';
   /** Step-up passed: unmasked, delivered to the admin's DM only. */
   unmasked: boolean;
   /** The filters as the admin typed them, for messages and the audit row. */
@@ -84,8 +91,8 @@ export interface ExportResult {
   channel: string;
   masked: boolean;
   truncated: boolean;
-  /** Where the file went, for the admin's answer. */
-  where: 'conversation' | 'dm';
+  /** Where the file went, for the admin's answer (and the audit row). */
+  where: 'channel' | 'dm';
 }
 
 export class AuditExporter {
@@ -134,24 +141,33 @@ export class AuditExporter {
     // Validates the filters (unknown user, bad window) before anything is posted.
     const { total, capped } = await search.count(query, progressEvery);
 
-    let channel = opts.channel;
-    let where: ExportResult['where'] = 'conversation';
+    let channel: string;
+    // Unmasked personal data never goes to a shared conversation.
+    const where: ExportResult['where'] = opts.unmasked || (opts.to ?? (opts.channel ? 'channel' : 'dm')) === 'dm' ? 'dm' : 'channel';
+    const long = capped || total > progressEvery;
     let progress: PostedRef | undefined;
     const started: Message = {
       text: `:hourglass_flowing_sand: Exporting audit entries (${opts.describe})${masked ? '' : ', unmasked'}…`,
     };
-    if (opts.unmasked) {
-      // Unmasked personal data never goes to a shared conversation.
-      progress = await chat.dm(actor.slack.userId, started);
-      channel = progress.channel;
-      where = 'dm';
-    } else if (!channel) {
+    if (where === 'dm') {
+      // Slack's upload takes a conversation id, never a user id: the DM is opened first (and
+      // progress, when there is any, is posted there too; the channel only gets the answer).
+      if (opts.unmasked || long || !chat.openDm) {
+        progress = await chat.dm(actor.slack.userId, started);
+        channel = progress.channel;
+      } else {
+        channel = await chat.openDm(actor.slack.userId);
+      }
+    } else if (!opts.channel) {
       throw new Error('export needs a conversation to upload to');
-    } else if (capped || total > progressEvery) {
-      progress = await chat.post(channel, started).catch((err) => {
-        logger.warn({ err }, 'could not post export progress');
-        return undefined;
-      });
+    } else {
+      channel = opts.channel;
+      if (long) {
+        progress = await chat.post(channel, started).catch((err) => {
+          logger.warn({ err }, 'could not post export progress');
+          return undefined;
+        });
+      }
     }
 
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -203,7 +219,7 @@ export class AuditExporter {
         writeAudit(q, actor, {
           action: 'audit_export',
           entityType: 'audit_log',
-          details: { filters: opts.describe, query, rows, masked, truncated, delivered_to: where },
+          details: { filters: opts.describe, query, rows, masked, truncated, delivered_to: where, delivered_channel: channel },
         }),
       );
       const undelivered = (reason: string) =>
@@ -212,13 +228,15 @@ export class AuditExporter {
           .catch((err) => logger.warn({ err }, 'could not note an undelivered export on its audit row'));
       try {
         this.deps.signal?.throwIfAborted();
-        await chat.upload(channel!, { filename, title: filename, path: file, comment: `Audit export: ${summary}` });
+        await chat.upload(channel, { filename, title: filename, path: file, comment: `Audit export: ${summary}` });
       } catch (e) {
         const code = (e as { data?: { error?: string } }).data?.error;
         await undelivered(code ?? String((e as Error).message ?? e));
         if (!code) throw e;
         throw new UserError(
-          `Slack refused the file (\`${code}\`). Invite Warden to this conversation, or run the export in a direct message with Warden.`,
+          where === 'dm'
+            ? `Slack refused the file (\`${code}\`) in your direct messages with Warden.`
+            : `Slack refused the file (\`${code}\`). Invite Warden to this conversation, or leave out \`to:channel\` to get the file by direct message.`,
         );
       }
       if (progress) {
@@ -226,7 +244,7 @@ export class AuditExporter {
           .update(progress, { text: `:white_check_mark: Exported ${summary} as \`${filename}\`.` })
           .catch((err) => logger.warn({ err }, 'could not update export progress'));
       }
-      return { rows, filename, channel: channel!, masked, truncated, where };
+      return { rows, filename, channel, masked, truncated, where };
     } catch (e) {
       const interrupted = !!this.deps.signal?.aborted;
       if (progress) {

@@ -198,6 +198,11 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     const callbackId = view.callback_id;
     const firstField = (view.blocks ?? []).find((bl: any) => bl.type === 'input')?.block_id as string | undefined;
     // Routing fields only when the seal verifies; a modal Warden did not open has none.
+    // The channel (for the audit rows the handler writes, and the notice) comes from this
+    // HMAC-authenticated envelope because Slack's view_submission payload carries no channel
+    // (its `response_urls` exist only for conversation selects with response_url_enabled and
+    // name the conversation picked in the form). If Slack ever sends the originating channel,
+    // prefer it to the envelope's. See docs/SECURITY.md, "Output".
     const envelope: Envelope = sealer.open(view.private_metadata);
     const fieldErrors = (errors: Record<string, string>) =>
       (ack as any)({ response_action: 'errors', errors }) as Promise<void>;

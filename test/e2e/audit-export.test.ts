@@ -85,12 +85,20 @@ afterAll(async () => {
 });
 
 describe('/audit export', () => {
-  it('uploads a masked CSV to the conversation, states the row count and audits the export', async () => {
-    const { i, text } = await run('/audit export action:login_failed');
-    expect(text).toContain('Exported 6 audit entries to `audit-export-');
+  it('sends a masked CSV to the requester by DM, leaves only a note in the channel, and audits where it went', async () => {
+    const { i, reply, text } = await run('/audit export action:login_failed');
+    // The note in the channel (ephemeral: the reply to the command), with the count and the masking.
+    expect(reply.args.response_type).toBe('ephemeral');
+    expect(text).toContain('Sent to you by direct message: 6 audit entries');
     expect(text).toContain('(e-mails and IPs masked)');
     const complete = await t.fake.waitFor((c) => c.method === 'files.completeUploadExternal', 5000, i.since);
-    expect(complete.args.channel_id).toBe('C_ADMIN');
+    expect(complete.args.channel_id).toBe('D_U_ALICE');
+    // The DM was opened before the upload (Slack's upload takes conversation ids only).
+    const calls = t.fake.calls.slice(i.since);
+    expect(calls.findIndex((c) => c.method === 'conversations.open' && c.args.users === 'U_ALICE')).toBeLessThan(calls.indexOf(complete));
+    // Nothing of the export went into the channel: no file, no post.
+    expect(t.fake.sharedFiles.filter((f) => f.channel === 'C_ADMIN')).toEqual([]);
+    expect(calls.filter((c) => c.method.startsWith('chat.') && c.args.channel === 'C_ADMIN')).toEqual([]);
     expect(complete.args.initial_comment).toContain('6 audit entries (action:login_failed), e-mails and IPs masked');
     const csv = uploadedCsv(complete.args.files[0].id);
     const lines = csv.trimEnd().split('\r\n');
@@ -108,16 +116,51 @@ describe('/audit export', () => {
 
     const [row] = await auditRows(db, 'audit_export');
     expect(row.user_id).toBe(alice.id);
-    expect(row.details).toMatchObject({ actor: 'alice', slack_user: 'U_ALICE', filters: 'action:login_failed', rows: 6, masked: true });
+    expect(row.details).toMatchObject({ actor: 'alice', slack_user: 'U_ALICE', filters: 'action:login_failed', rows: 6, masked: true, delivered_to: 'dm', delivered_channel: 'D_U_ALICE' });
+  });
+
+  it('to:channel uploads into the channel where it was asked, and the audit row says so', async () => {
+    const { i, text } = await run('/audit export action:login_failed to:channel');
+    expect(text).toContain('Exported 6 audit entries to `audit-export-');
+    expect(text).toContain('(e-mails and IPs masked)');
+    const complete = await t.fake.waitFor((c) => c.method === 'files.completeUploadExternal', 5000, i.since);
+    expect(complete.args.channel_id).toBe('C_ADMIN');
+    expect(uploadedCsv(complete.args.files[0].id)).not.toContain('203.0.113.77');
+    const [row] = (await auditRows(db, 'audit_export')).slice(-1);
+    expect(row.details).toMatchObject({ rows: 6, masked: true, delivered_to: 'channel', delivered_channel: 'C_ADMIN', slack_channel: 'C_ADMIN' });
+  });
+
+  it('refuses a careless or hostile destination with a clear error, uploads nothing and audits nothing', async () => {
+    const exportsBefore = (await auditRows(db, 'audit_export')).length;
+    const uploadsBefore = t.fake.callsTo('files.getUploadURLExternal').length;
+    const cases: [string, string][] = [
+      ['to:C_OTHER', '`to` must be one of `dm`, `channel`'],
+      ['to:<#C0EVIL123|general>', '`to` must be one of `dm`, `channel`'],
+      ['to:<@U_ERIN>', '`to` must be one of `dm`, `channel`'],
+      ['to:https://evil.example/x', '`to` must be one of `dm`, `channel`'],
+      ['to:dm to:channel', '`to:` is given twice'],
+      ['to:', '`to:` needs a value'],
+      ['to:channel --unmasked', 'Unmasked exports go to your direct messages only'],
+    ];
+    for (const [words, error] of cases) {
+      const { text, reply } = await run(`/audit export action:login_failed ${words}`);
+      expect(reply.method, words).toBe('response_url');
+      expect(text, words).toContain(error);
+      expect(text, words).toContain('Usage:');
+      expect(text, words).not.toMatch(/<[#@!]|<http/);
+    }
+    expect(t.fake.callsTo('files.getUploadURLExternal')).toHaveLength(uploadsBefore);
+    expect(await auditRows(db, 'audit_export')).toHaveLength(exportsBefore);
   });
 
   it('shows progress for a long export, streamed in batches, and ends with the row count', async () => {
     const { i, text } = await run('/audit export action:login_success');
-    expect(text).toContain('Exported 12,000 audit entries');
+    expect(text).toContain('Sent to you by direct message: 12,000 audit entries');
     const calls = t.fake.calls.slice(i.since);
     const progress = calls.filter((c) => c.method === 'chat.postMessage' && String(c.args.text).includes('Exporting audit entries'));
     expect(progress).toHaveLength(1);
-    expect(progress[0].args.channel).toBe('C_ADMIN');
+    // Progress goes where the file goes: the DM.
+    expect(progress[0].args.channel).toBe('D_U_ALICE');
     const updates = calls.filter((c) => c.method === 'chat.update').map((c) => String(c.args.text));
     expect(updates.some((u) => u.includes('rows so far'))).toBe(true);
     expect(updates.at(-1)).toContain('Exported 12,000 audit entries');
@@ -139,7 +182,7 @@ describe('/audit export', () => {
   it('explains a refused upload (Warden not in the channel); the audit row, written before the upload, says it was not delivered', async () => {
     const exportsBefore = (await auditRows(db, 'audit_export')).length;
     t.fake.failNext('files.completeUploadExternal', { status: 200, error: 'not_in_channel' });
-    const { text } = await run('/audit export action:login_failed');
+    const { text } = await run('/audit export action:login_failed to:channel');
     expect(text).toContain('Slack refused the file (`not_in_channel`)');
     const rows = await auditRows(db, 'audit_export');
     expect(rows).toHaveLength(exportsBefore + 1);
@@ -290,7 +333,7 @@ describe('secrets the application wrote never reach Slack (issue 11)', () => {
     // The next time step: alice's current code was spent by an earlier test (a code is accepted once).
     const ok = await t.driver.submit('U_ALICE', form.args.view, { totp: await totpOf(alice, 30) });
     expect(ok.answer.status).toBe(200);
-    const done = await t.fake.waitFor((c) => c.method === 'files.completeUploadExternal' && c.args.channel_id !== complete.args.channel_id, 10_000, i.since);
+    const done = await t.fake.waitFor((c) => c.method === 'files.completeUploadExternal' && String(c.args.initial_comment).includes('UNMASKED'), 10_000, i.since);
     const clear = uploadedCsv(done.args.files[0].id);
     expect(clear).toContain('2401:4900:1c5a:2b3::17');
     expect(clear).not.toContain(SECRET);

@@ -87,7 +87,7 @@ describe.runIf(realServers)('kill -9 mid-way: the audit log covers every change'
       await c.exited;
       const rows = (await db.query<any>(`SELECT details FROM audit_log WHERE action = 'audit_export'`)).rows;
       expect(rows).toHaveLength(1);
-      expect(rows[0].details).toMatchObject({ rows: 3000, masked: true, delivered_to: 'conversation' });
+      expect(rows[0].details).toMatchObject({ rows: 3000, masked: true, delivered_to: 'channel' });
     } finally {
       await cleanup();
     }

@@ -62,3 +62,34 @@ describe('FakeSlack conversations', () => {
     expect(fake.channelMessages('C_HANG')).toEqual([]);
   });
 });
+
+describe('FakeSlack file uploads (issue 11)', () => {
+  async function uploadUrl(name: string): Promise<string> {
+    const r = (await client.files.getUploadURLExternal({ filename: name, length: 3 })) as { file_id: string; upload_url: string };
+    await fetch(r.upload_url, { method: 'POST', body: 'a,b' });
+    return r.file_id;
+  }
+
+  it('shares a file into a DM only once it was opened, never by user id, and only files it handed out', async () => {
+    const id = await uploadUrl('x.csv');
+    // A user id is not a conversation id: Slack refuses it (the v2 upload has no "send to user").
+    await expect(client.files.completeUploadExternal({ files: [{ id }], channel_id: 'U_BOB' } as any)).rejects.toMatchObject({
+      data: { error: 'invalid_arguments' },
+    });
+    await expect(client.files.completeUploadExternal({ files: [{ id }], channel_id: 'D_U_BOB' } as any)).rejects.toMatchObject({
+      data: { error: 'channel_not_found' },
+    });
+    expect(fake.sharedFiles.filter((f) => f.fileId === id)).toEqual([]);
+    const open = await client.conversations.open({ users: 'U_BOB' });
+    expect((open.channel as { id: string }).id).toBe('D_U_BOB');
+    await client.files.completeUploadExternal({ files: [{ id, title: 'x.csv' }], channel_id: 'D_U_BOB' } as any);
+    expect(fake.sharedFiles.filter((f) => f.fileId === id)).toEqual([{ channel: 'D_U_BOB', fileId: id, title: 'x.csv', comment: undefined }]);
+    await expect(client.files.completeUploadExternal({ files: [{ id: 'F_NEVER' }], channel_id: 'D_U_BOB' } as any)).rejects.toMatchObject({
+      data: { error: 'file_not_found' },
+    });
+    fake.notInChannels.add('C_NOT_IN');
+    await expect(client.files.completeUploadExternal({ files: [{ id }], channel_id: 'C_NOT_IN' } as any)).rejects.toMatchObject({
+      data: { error: 'not_in_channel' },
+    });
+  });
+});

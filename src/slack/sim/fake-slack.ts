@@ -80,6 +80,14 @@ export class FakeSlack {
   /** Conversations Slack answers `channel_not_found` / `not_in_channel` for (opt-in, for tests). */
   readonly unknownChannels = new Set<string>();
   readonly notInChannels = new Set<string>();
+  /**
+   * DM conversations opened with conversations.open. A DM's `D…` id exists for the bot only
+   * once opened, and files.completeUploadExternal takes conversation ids only (never a user id),
+   * so an upload to a user's DM must open it first.
+   */
+  readonly openedIms = new Set<string>();
+  /** Files shared into conversations (files.completeUploadExternal with a channel_id). */
+  readonly sharedFiles: { channel: string; fileId: string; title?: string; comment?: string }[] = [];
   private listeners: ((c: CapturedCall) => void)[] = [];
   private ids = 0;
   /** When set, every Web API call fails as if Slack were unreachable. */
@@ -330,8 +338,11 @@ export class FakeSlack {
       }
       case 'chat.postEphemeral':
         return { ok: true, message_ts: ts() };
-      case 'conversations.open':
-        return { ok: true, channel: { id: `D_${String(args.users).split(',')[0]}` } };
+      case 'conversations.open': {
+        const id = `D_${String(args.users).split(',')[0]}`;
+        this.openedIms.add(id);
+        return { ok: true, channel: { id } };
+      }
       case 'users.info': {
         const u = this.users.get(args.user);
         if (!u) return { ok: false, error: 'user_not_found' };
@@ -363,7 +374,7 @@ export class FakeSlack {
         return { ok: true, upload_url: `${this.url}/upload/${id}`, file_id: id };
       }
       case 'files.completeUploadExternal':
-        return { ok: true, files: (args.files ?? []).map((f: any) => ({ id: f.id, title: f.title })) };
+        return this.completeUpload(args);
       default:
         return { ok: true };
     }
@@ -382,6 +393,29 @@ export class FakeSlack {
       if (errors.length) return { ok: false, error: 'invalid_arguments', response_metadata: { messages: errors.map((e) => `[ERROR] ${e}`) } };
     }
     return undefined;
+  }
+
+  /**
+   * files.completeUploadExternal as Slack checks it: `channel_id` must be a conversation id
+   * (C/G/D/Z…; a user id is refused with invalid_arguments), a DM must have been opened
+   * (conversations.open), the bot must be in the channel, and every file must have been
+   * requested with files.getUploadURLExternal.
+   */
+  private completeUpload(args: Record<string, any>): Record<string, unknown> {
+    const files = (Array.isArray(args.files) ? args.files : []) as { id?: string; title?: string }[];
+    if (!files.length) return { ok: false, error: 'invalid_arguments', response_metadata: { messages: ['[ERROR] missing required field: files'] } };
+    if (files.some((f) => !f.id || !this.uploads.has(f.id))) return { ok: false, error: 'file_not_found' };
+    const channel = args.channel_id === undefined ? undefined : String(args.channel_id);
+    if (channel !== undefined) {
+      if (!/^[CGDZ][A-Z0-9_]{2,}$/.test(channel)) {
+        return { ok: false, error: 'invalid_arguments', response_metadata: { messages: ['[ERROR] input must match regex pattern: ^[CGDZ][A-Z0-9]{8,}$ [json-pointer:/channel_id]'] } };
+      }
+      if (channel.startsWith('D') && !this.openedIms.has(channel)) return { ok: false, error: 'channel_not_found' };
+      if (this.unknownChannels.has(channel)) return { ok: false, error: 'channel_not_found' };
+      if (this.notInChannels.has(channel)) return { ok: false, error: 'not_in_channel' };
+      for (const f of files) this.sharedFiles.push({ channel, fileId: f.id!, title: f.title, comment: args.initial_comment });
+    }
+    return { ok: true, files: files.map((f) => ({ id: f.id, title: f.title })) };
   }
 
   /** Slack's answers for conversations the bot cannot see (opt-in per test). */
