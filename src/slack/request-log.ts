@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import crypto from 'node:crypto';
 import type { App } from '@slack/bolt';
 import { ForbiddenError, NotLinkedError, StepUpError, UserError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { flatLineLogger, type Logger } from '../logger.js';
 import type { Metrics, Outcome, RequestKind } from '../metrics.js';
 import type { IdentityService } from '../services/identity.js';
 
@@ -22,7 +22,8 @@ interface RequestState {
   id: string;
   outcome: Outcome;
   account?: number;
-  stepUp?: boolean;
+  /** Set (true) only when a step-up code was refused: the line carries it then. */
+  stepUp?: true;
 }
 
 const current = new AsyncLocalStorage<RequestState>();
@@ -73,7 +74,10 @@ function ackOutcome(response: unknown): Outcome | undefined {
 
 export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metrics; identity: IdentityService }): void {
   const { logger, metrics } = deps;
-  const log = logger.child({ component: 'request' });
+  // One pino call per request with a flat object of ids, enums and numbers: no nested keys for
+  // the wildcard redaction paths to walk (flatLineLogger), no spread objects, each value
+  // computed once (#15: the line was about half of Warden's extra CPU per request).
+  const log = flatLineLogger(logger, { component: 'request' });
 
   // Which application account the request acts as: recorded where the router resolves it.
   const resolve = deps.identity.resolve.bind(deps.identity);
@@ -86,14 +90,13 @@ export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metric
 
   const processEvent = app.processEvent.bind(app);
   app.processEvent = async (event) => {
-    const started = process.hrtime.bigint();
-    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    const started = performance.now();
     const what = describeBody(event.body);
     const state: RequestState = { id: crypto.randomBytes(4).toString('hex'), outcome: 'ok' };
-    let ackSeconds: number | undefined;
+    let ackMs: number | undefined;
     const ack = event.ack;
     event.ack = async (response?: any) => {
-      ackSeconds ??= seconds();
+      ackMs ??= performance.now() - started;
       if (state.outcome === 'ok') state.outcome = ackOutcome(response) ?? 'ok';
       return ack(response);
     };
@@ -103,11 +106,13 @@ export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metric
       state.outcome = outcomeOf(e);
       throw e;
     } finally {
-      const total = seconds();
-      const id = metrics ? metrics.idLabel(what.id) : what.id;
-      metrics?.requests.inc({ kind: what.kind, id, outcome: state.outcome });
-      metrics?.handlerSeconds.observe({ kind: what.kind, outcome: state.outcome }, total);
-      if (ackSeconds !== undefined) metrics?.ackSeconds.observe({ kind: what.kind }, ackSeconds);
+      const totalMs = performance.now() - started;
+      if (metrics) {
+        metrics.requests.inc({ kind: what.kind, id: metrics.idLabel(what.id), outcome: state.outcome });
+        metrics.handlerSeconds.observe({ kind: what.kind, outcome: state.outcome }, totalMs / 1000);
+        if (ackMs !== undefined) metrics.ackSeconds.observe({ kind: what.kind }, ackMs / 1000);
+      }
+      // Fields left undefined are not written.
       log.info(
         {
           requestId: state.id,
@@ -117,10 +122,11 @@ export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metric
           team: what.team,
           account: state.account,
           outcome: state.outcome,
-          ...(state.stepUp ? { stepUpFailed: true } : {}),
-          ...(event.retryNum ? { retryNum: event.retryNum, retryReason: event.retryReason } : {}),
-          ackMs: ackSeconds === undefined ? undefined : Math.round(ackSeconds * 1000),
-          durationMs: Math.round(total * 1000),
+          stepUpFailed: state.stepUp,
+          retryNum: event.retryNum || undefined,
+          retryReason: event.retryNum ? event.retryReason : undefined,
+          ackMs: ackMs === undefined ? undefined : Math.round(ackMs),
+          durationMs: Math.round(totalMs),
         },
         'slack request',
       );

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/logger.js';
+import { createLogger, flatLineLogger, redactShapes, SECRET_SHAPES } from '../../src/logger.js';
 
 /** Issue 13: error codes stay readable; secrets are hidden by key and, where keys can't tell, by shape. */
 function capture() {
@@ -53,5 +53,39 @@ describe('log redaction', () => {
     const { logger, text } = capture();
     logger.info({ token: 't0ken-value', user: { password: 'pw-value', totp_secret: 'JBSWY3DP' } }, 'x');
     expect(text()).not.toMatch(/t0ken-value|pw-value|JBSWY3DP/);
+  });
+});
+
+describe('cheap paths of the logger (#15)', () => {
+  it('the pre-scan never lets a line with a secret shape through: same output as running every pattern', () => {
+    const corpus = [
+      '{"msg":"slack request","requestId":"ab12cd34","kind":"command","id":"/users","outcome":"ok","durationMs":3}',
+      'token XOXB-1111-2222-abcdefghij upper',
+      'xoxp-1111-2222-abcdefghij',
+      'xapp-1-A111-222-abc',
+      'SG.abcdefghijk.lmnopqrstuvwxyz',
+      'authorization: BEARER abcdefghijklmnopqrstuvwxyz',
+      'postgres://warden:hunter2@db:5432/app',
+      'REDIS://:secret-pw@cache:6379',
+      '{"CODE":"123456"}',
+      '{"totpCode": "1234 5678"}',
+      '{"OTP":"12345678"}',
+      'https://hooks.slack.com/actions/T1/123/abc',
+      'mail jane.doe@example.com',
+      'JANE@EXAMPLE.ORG',
+      'nothing secret here at all',
+    ];
+    const everyPattern = (line: string) => SECRET_SHAPES.reduce((out, [re, repl]) => out.replace(re, repl), line);
+    for (const line of corpus) expect(redactShapes(line), line).toBe(everyPattern(line));
+    expect(redactShapes(corpus[0])).toBe(corpus[0]);
+  });
+
+  it('the flat request-line logger still hides top-level secret keys and secret shapes', () => {
+    const { logger, text } = capture();
+    const flat = flatLineLogger(logger, { component: 'request' });
+    flat.info({ requestId: 'r1', token: 't0ken-value', note: 'xoxb-1111-2222-abcdefghij', email: 'jane@example.com' }, 'slack request');
+    const out = text();
+    expect(out).not.toMatch(/t0ken-value|xoxb-1111|jane@example/);
+    expect(JSON.parse(out)).toMatchObject({ component: 'request', requestId: 'r1', msg: 'slack request' });
   });
 });
