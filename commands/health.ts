@@ -9,7 +9,7 @@ import {
   type PoolReport,
 } from '../src/services/health.js';
 import { ACK_ACTION, type IncidentRow } from '../src/services/incidents.js';
-import { componentLine, renderIncident } from '../src/slack/cards/incidents.js';
+import { componentLine, incidentName, renderIncident } from '../src/slack/cards/incidents.js';
 import type { OutboxStats } from '../src/services/outbox.js';
 import { md, type Block, type Message } from '../src/ui.js';
 import { noArgs, parseArgs } from './grammar.js';
@@ -30,7 +30,7 @@ import type { CommandModule, Subcommand } from './types.js';
 const status: Subcommand<z.infer<typeof noArgs>> = {
   name: 'status',
   usage: 'status',
-  summary: 'overall status and each component with its figure and thresholds, job staleness, open incident (same as `/health`)',
+  summary: 'overall status and each component with its figure and thresholds, job staleness, open incidents (same as `/health`)',
   role: 'linked',
   parse: (words) => parseArgs(words, { schema: noArgs, usage: '`/health` or `/health status`' }),
   run: async ({ services }) => {
@@ -79,7 +79,7 @@ export function renderHealth(report: HealthReport, open: IncidentRow[] = [], out
       text: open
         .map(
           (i) =>
-            `:rotating_light: *Open incident #${i.id}* — ${i.last_status} since ${md.date(i.opened_at)}` +
+            `:rotating_light: *Open incident #${i.id}* — ${i.last_status} since ${md.date(i.opened_at)} · ${md.escape(incidentName(i))}` +
             (i.acknowledged_at ? ` · acknowledged by ${i.acknowledged_by_slack ? md.user(i.acknowledged_by_slack) : md.escape(i.acknowledged_by_name ?? 'someone')}` : ' · not acknowledged'),
         )
         .join('\n'),

@@ -20,7 +20,12 @@ let services: Services;
 let bobId: number;
 
 const TABLES = ['"user"', 'audit_log', 'warden_health_incident'];
-const alertPosts = () => t.fake.callsTo('chat.postMessage').filter((c) => c.args.channel === 'C_ALERTS' && !c.args.thread_ts);
+// Each component has its own incident: a query slowed by a loaded machine may open one for the
+// database or audit logging next to the application's that these tests are about; not counted.
+const alertPosts = () =>
+  t.fake
+    .callsTo('chat.postMessage')
+    .filter((c) => c.args.channel === 'C_ALERTS' && !c.args.thread_ts && !/^Health incident #\d+: (Database|Audit logging) /.test(String(c.args.text)));
 
 /** Slack's Events API request for a user opening the Home tab. */
 async function openHome(user: string) {
@@ -300,11 +305,13 @@ describe('an unreachable application endpoint', () => {
   it('turns the status unhealthy and posts one incident', async () => {
     await appHealth.stop();
     const before = alertPosts().length;
+    const since = t.fake.calls.length;
     const { report, outcome } = await healthTick(services);
     expect(report.status).toBe('unhealthy');
     expect(report.components.find((c) => c.key === 'application')!.summary).toMatch(/unreachable/);
     expect(outcome.action).toBe('opened');
-    await t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === 'C_ALERTS' && /unreachable/.test(textOf(c.args)), 5000, 0);
+    // (From this test's calls on: the incident cards show the component's thresholds, which name "unreachable" too.)
+    await t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === 'C_ALERTS' && /unreachable \(/.test(textOf(c.args)), 5000, since);
     expect(alertPosts().length).toBe(before + 1);
   });
 });

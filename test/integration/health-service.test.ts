@@ -56,8 +56,14 @@ const threadPosts = () => fake.callsTo('chat.postMessage').filter((c) => c.args.
 const textOfCall = (c: { args: any }) => JSON.stringify(c.args.blocks ?? c.args.text);
 
 async function deliver(s: Services) {
-  // Kicks after each enqueue deliver too; drain until nothing is due.
-  for (let i = 0; i < 5; i++) await s.outbox.deliverDue();
+  // Kicks after each enqueue deliver too (other replicas' outboxes may hold a row for a moment);
+  // drain until nothing is pending.
+  for (let i = 0; i < 100; i++) {
+    await s.outbox.deliverDue();
+    const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM warden_outbox WHERE status = 'pending'`);
+    if (!rows[0].n) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 beforeAll(async () => {
@@ -85,7 +91,10 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  for (const s of made.splice(0)) await s.outbox.close?.();
+  for (const s of made.splice(0)) {
+    await s.outbox.close?.();
+    await s.health.close();
+  }
 });
 
 describe('component checks', () => {
@@ -374,5 +383,87 @@ describe('incident lifecycle', () => {
     await deliver(b);
     expect(topPosts()).toHaveLength(1);
     expect((await db.query<any>('SELECT * FROM warden_health_incident')).rows).toHaveLength(1);
+  });
+});
+
+describe('several components unhealthy at once (issue 12: one incident per component)', () => {
+  // Query-time thresholds far above a loaded CI machine's, except where a test makes one slow.
+  const calm = { DB_QUERY_DEGRADED_MS: '5000', DB_QUERY_UNHEALTHY_MS: '10000', AUDIT_QUERY_DEGRADED_MS: '5000', AUDIT_QUERY_UNHEALTHY_MS: '10000' };
+  const dbDegraded = { DB_QUERY_DEGRADED_MS: '0', DB_QUERY_UNHEALTHY_MS: '60000' };
+  // Nothing listens on port 1: the application's cache is unreachable → unhealthy.
+  const cacheDown = { APP_REDIS_URL: 'redis://127.0.0.1:1' };
+  const tick = (env: Record<string, string>) => healthTick(services({ HEALTH_OPEN_AFTER: '2', HEALTH_RESOLVE_AFTER: '2', ...calm, ...env }));
+  const actions = (o: Awaited<ReturnType<typeof healthTick>>['outcome']) =>
+    Object.fromEntries(o.incidents.map((i) => [i.component, i.action]));
+  const openComponents = async (s: Services) => (await s.incidents.openIncidents()).map((i) => i.component).sort();
+
+  it('the application database degraded, then its cache unhealthy while that incident is open: two incidents, each opened and resolved on its own', async () => {
+    const s = services();
+    // The database is slow: after two bad checks in a row its incident opens.
+    expect(actions((await tick(dbDegraded)).outcome)).toEqual({});
+    expect(actions((await tick(dbDegraded)).outcome)).toEqual({ database: 'opened' });
+    // One bad check of the cache is a blip: nothing opens for it, the database's incident is only updated.
+    expect(actions((await tick({ ...dbDegraded, ...cacheDown })).outcome)).toEqual({ database: 'updated' });
+    expect(actions((await tick(dbDegraded)).outcome)).toEqual({ database: 'updated' });
+    // Now it stays down: its OWN incident opens — not a status change of the database's.
+    expect(actions((await tick({ ...dbDegraded, ...cacheDown })).outcome)).toEqual({ database: 'updated' });
+    expect(actions((await tick({ ...dbDegraded, ...cacheDown })).outcome)).toEqual({ database: 'updated', cache: 'opened' });
+    expect(await openComponents(s)).toEqual(['cache', 'database']);
+    await deliver(s);
+    expect(topPosts()).toHaveLength(2);
+    const [dbPost, cachePost] = topPosts();
+    expect(textOfCall(dbPost)).toMatch(/Health incident #\d+: degraded — Database/);
+    expect(textOfCall(cachePost)).toMatch(/Health incident #\d+: unhealthy — Application cache \(Redis\)/);
+    expect(textOfCall(cachePost)).toContain('unreachable');
+    // Neither is a status change of the other: nothing threaded.
+    expect(threadPosts()).toHaveLength(0);
+
+    // The cache comes back while the database is still slow: the cache's incident resolves (after two
+    // good checks), the database's stays open.
+    expect(actions((await tick(dbDegraded)).outcome)).toEqual({ database: 'updated' });
+    expect(actions((await tick(dbDegraded)).outcome)).toEqual({ database: 'updated', cache: 'resolved' });
+    expect(await openComponents(s)).toEqual(['database']);
+    await deliver(s);
+    const resolvedLines = threadPosts().filter((c) => /healthy again; resolved after/.test(c.args.text));
+    expect(resolvedLines).toHaveLength(1);
+    expect(resolvedLines[0].args.text).toContain('Application cache (Redis)');
+
+    // Then the database: resolved on its own, after two good checks (the first one moves nothing).
+    expect(actions((await tick({})).outcome)).toEqual({});
+    expect(actions((await tick({})).outcome)).toEqual({ database: 'resolved' });
+    expect(await openComponents(s)).toEqual([]);
+    expect(actions((await tick({})).outcome)).toEqual({});
+    await deliver(s);
+    expect(topPosts()).toHaveLength(2);
+    const rows = (await db.query<any>('SELECT component, status, first_status, worst_status, changes FROM warden_health_incident ORDER BY id')).rows;
+    expect(rows).toEqual([
+      { component: 'database', status: 'resolved', first_status: 'degraded', worst_status: 'degraded', changes: 0 },
+      { component: 'cache', status: 'resolved', first_status: 'unhealthy', worst_status: 'unhealthy', changes: 0 },
+    ]);
+  });
+
+  it('a component flapping bad/good opens nothing, whatever the others do', async () => {
+    for (let i = 0; i < 3; i++) {
+      expect(actions((await tick(cacheDown)).outcome)).toEqual({});
+      expect(actions((await tick({})).outcome)).toEqual({});
+    }
+    expect(await openComponents(services())).toEqual([]);
+    await deliver(services());
+    expect(topPosts()).toHaveLength(0);
+  });
+
+  it("a change of one component's status is threaded under that component's message only", async () => {
+    const s = services();
+    app.mode = 'degraded';
+    await tick(cacheDown);
+    expect(actions((await tick(cacheDown)).outcome)).toEqual({ cache: 'opened', application: 'opened' });
+    app.mode = '500';
+    expect(actions((await tick(cacheDown)).outcome)).toEqual({ cache: 'updated', application: 'changed' });
+    await deliver(s);
+    expect(topPosts()).toHaveLength(2);
+    const appRef = (await s.incidents.messageRef((await s.incidents.openIncidents()).find((i) => i.component === 'application')!))!;
+    expect(threadPosts()).toHaveLength(1);
+    expect(threadPosts()[0].args.thread_ts).toBe(appRef.ts);
+    expect(threadPosts()[0].args.text).toContain('degraded → unhealthy');
   });
 });

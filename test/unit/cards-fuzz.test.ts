@@ -123,8 +123,8 @@ function cards(h: string): [string, Message][] {
     ],
     jobs: [{ job: h, lastStarted: null, lastSuccess: null, lastError: h, lastErrorAt: null, runs: 1, failures: 1, intervalMs: 1, nextRun: null, stale: true, failing: true, note: h }],
   };
-  const incident = (status: 'open' | 'resolved', acked: boolean) => ({
-    id: 2, status, opened_at: at, resolved_at: status === 'resolved' ? later : null, first_status: 'degraded' as const, last_status: 'unhealthy' as const,
+  const incident = (status: 'open' | 'resolved', acked: boolean, component = 'app') => ({
+    id: 2, component, status, opened_at: at, resolved_at: status === 'resolved' ? later : null, first_status: 'degraded' as const, last_status: 'unhealthy' as const,
     worst_status: 'unhealthy' as const, changes: 2, last_checked_at: later, last_report: report, acknowledged_by: acked ? 1 : null,
     acknowledged_by_name: acked ? h : null, acknowledged_by_slack: acked ? KNOWN_USER : null, acknowledged_at: acked ? later : null, post_id: 1, channel: 'C1', ts: '1.1',
   });
@@ -158,6 +158,7 @@ function cards(h: string): [string, Message][] {
     ['health incident (open)', renderIncident(incident('open', false))],
     ['health incident (acknowledged)', renderIncident(incident('open', true))],
     ['health incident (resolved)', renderIncident(incident('resolved', true))],
+    ['health incident (overall, before 016)', renderIncident(incident('open', false, 'overall'))],
     ['incident acknowledged line', acknowledgedLine(incident('open', true))],
     ['incident status change line', changeLine('degraded', incident('open', false))],
     ['incident resolved line', resolvedLine(incident('resolved', false))],

@@ -1,7 +1,7 @@
 import { STATUS_EMOJI } from '../../services/health.js';
 import { HOME_LIST, type HomeData, type HomeLists } from '../../services/home.js';
 import { md, mrkdwn, type Mrkdwn, type SafeBlock, type SafeMessage } from '../../ui.js';
-import { componentLines } from './incidents.js';
+import { componentLines, incidentName } from './incidents.js';
 
 /** The App Home tab. */
 export function homeView(data: HomeData, now = new Date()): SafeMessage {
@@ -27,7 +27,7 @@ export function homeView(data: HomeData, now = new Date()): SafeMessage {
   }
   const incidents = open.map(
     (i) =>
-      mrkdwn`:rotating_light: #${i.id} — ${i.last_status} since ${md.date(i.opened_at)}${
+      mrkdwn`:rotating_light: #${i.id} — ${i.last_status} since ${md.date(i.opened_at)} · ${incidentName(i)}${
         i.acknowledged_at
           ? mrkdwn` · acknowledged by ${i.acknowledged_by_slack ? md.user(i.acknowledged_by_slack) : (i.acknowledged_by_name ?? 'someone')}`
           : ' · not acknowledged (use the button on the alert)'

@@ -1,8 +1,19 @@
 import { ago, STATUS_EMOJI, type ComponentReport, type HealthReport, type Status } from '../../services/health.js';
-import { ACK_ACTION, type IncidentRow } from '../../services/incidents.js';
+import { ACK_ACTION, OVERALL, type IncidentRow } from '../../services/incidents.js';
 import { md, mrkdwn, type Mrkdwn, type SafeBlock, type SafeMessage } from '../../ui.js';
 
-/** Health incident messages (one per incident, updated; status changes threaded under it). */
+/** Health incident messages (one per component incident, updated; status changes threaded under it). */
+
+/** The component an incident is about, as last reported (absent for a pre-016 overall incident). */
+export function incidentComponent(inc: IncidentRow): ComponentReport | undefined {
+  return inc.last_report?.components.find((c) => c.key === inc.component);
+}
+
+/** "Database", "Application cache (Redis)"; "Overall" for an incident of before per-component incidents. */
+export function incidentName(inc: IncidentRow): string {
+  if (inc.component === OVERALL) return 'Overall';
+  return incidentComponent(inc)?.name ?? inc.component;
+}
 
 /** The thread line saying who acknowledged. */
 export function acknowledgedLine(inc: IncidentRow): SafeMessage {
@@ -31,33 +42,47 @@ export function componentLine(c: ComponentReport): Mrkdwn {
   return mrkdwn`${STATUS_EMOJI[c.status]} *${c.name}* — ${c.status}: ${c.summary}`;
 }
 
-/** The one incident message, in its current state. */
+/** The one message of a component's incident, in its current state. */
 export function renderIncident(inc: IncidentRow, now = new Date()): SafeMessage {
   const report = inc.last_report;
+  const name = incidentName(inc);
+  const overall = inc.component === OVERALL;
   const blocks: SafeBlock[] = [];
   if (inc.status === 'resolved') {
     const lasted = duration(inc.opened_at, inc.resolved_at ?? now);
-    blocks.push({ type: 'header', text: `:white_check_mark: Health incident #${inc.id} resolved` });
+    blocks.push({ type: 'header', text: `:white_check_mark: Health incident #${inc.id} resolved — ${name}` });
     blocks.push({
       type: 'text',
       text: mrkdwn`*Resolved* at ${md.date(inc.resolved_at)} after *${lasted}* (opened ${md.date(inc.opened_at)}).\nStarted ${inc.first_status}, worst ${inc.worst_status}${
         inc.changes ? `, ${inc.changes} status change${inc.changes === 1 ? '' : 's'}` : ''
-      }. All components are healthy again.`,
+      }. ${overall ? 'All components are healthy again.' : mrkdwn`*${name}* is healthy again.`}`,
     });
     blocks.push({
       type: 'context',
       text: inc.acknowledged_at ? mrkdwn`Acknowledged by ${whoAcked(inc)} at ${md.date(inc.acknowledged_at)}` : mrkdwn`Never acknowledged.`,
     });
-    return { text: mrkdwn`Health incident #${inc.id} resolved after ${lasted}`, blocks };
+    return { text: mrkdwn`Health incident #${inc.id} resolved after ${lasted} — ${name}`, blocks };
   }
-  const problems = componentLines(report, { onlyProblems: true });
-  blocks.push({ type: 'header', text: `${STATUS_EMOJI[inc.last_status]} Health incident #${inc.id}: ${inc.last_status}` });
+  blocks.push({ type: 'header', text: `${STATUS_EMOJI[inc.last_status]} Health incident #${inc.id}: ${inc.last_status} — ${name}` });
   blocks.push({
     type: 'text',
-    text: mrkdwn`*Overall ${inc.last_status}* since ${md.date(inc.opened_at)} (${duration(inc.opened_at, inc.last_checked_at)} so far; worst ${inc.worst_status}) · last checked ${md.date(inc.last_checked_at)}`,
+    text: mrkdwn`*${name} ${inc.last_status}* since ${md.date(inc.opened_at)} (${duration(inc.opened_at, inc.last_checked_at)} so far; worst ${inc.worst_status}) · last checked ${md.date(inc.last_checked_at)}`,
   });
-  blocks.push({ type: 'text', text: problems.length ? md.join(problems, '\n') : mrkdwn`_No component reported a problem in the last check._` });
-  const healthy = (report?.components ?? []).filter((c) => c.status === 'healthy').map((c) => c.name);
+  const own = incidentComponent(inc);
+  if (overall) {
+    const problems = componentLines(report, { onlyProblems: true });
+    blocks.push({ type: 'text', text: problems.length ? md.join(problems, '\n') : mrkdwn`_No component reported a problem in the last check._` });
+  } else if (own) {
+    const details = (own.details ?? []).map((d) => mrkdwn`      ◦ ${d}`);
+    blocks.push({ type: 'text', text: md.join([componentLine(own), ...details, mrkdwn`      _${own.thresholds}_`], '\n') });
+  }
+  // The other components, so that one message tells whether it is alone (each bad one has its own incident).
+  const others = (report?.components ?? []).filter((c) => c.key !== inc.component);
+  const otherProblems = others.filter((c) => c.status === 'degraded' || c.status === 'unhealthy' || c.status === 'unknown');
+  if (!overall && otherProblems.length) {
+    blocks.push({ type: 'context', text: mrkdwn`Also not healthy (own incidents): ${otherProblems.map((c) => `${c.name} ${c.status}`).join(', ')}` });
+  }
+  const healthy = others.filter((c) => c.status === 'healthy').map((c) => c.name);
   if (healthy.length) blocks.push({ type: 'context', text: mrkdwn`Healthy: ${healthy.join(', ')}` });
   if (inc.acknowledged_at) {
     blocks.push({ type: 'context', text: mrkdwn`:raising_hand: Acknowledged by ${whoAcked(inc)} at ${md.date(inc.acknowledged_at)}` });
@@ -69,13 +94,14 @@ export function renderIncident(inc: IncidentRow, now = new Date()): SafeMessage 
     });
   }
   blocks.push({ type: 'context', text: mrkdwn`Details: ${md.code('/health')} · ${md.code('/health pool')}` });
-  return { text: mrkdwn`Health incident #${inc.id}: overall ${inc.last_status} since ${md.date(inc.opened_at)}`, blocks };
+  return { text: mrkdwn`Health incident #${inc.id}: ${name} ${inc.last_status} since ${md.date(inc.opened_at)}`, blocks };
 }
 
 export function changeLine(from: Status, inc: IncidentRow): SafeMessage {
-  const problems = componentLines(inc.last_report, { onlyProblems: true });
+  const own = incidentComponent(inc);
+  const problems = inc.component === OVERALL ? componentLines(inc.last_report, { onlyProblems: true }) : own ? [componentLine(own)] : [];
   return {
-    text: mrkdwn`${STATUS_EMOJI[inc.last_status]} ${md.date(inc.last_checked_at)} — status changed *${from} → ${inc.last_status}*${
+    text: mrkdwn`${STATUS_EMOJI[inc.last_status]} ${md.date(inc.last_checked_at)} — ${incidentName(inc)}: status changed *${from} → ${inc.last_status}*${
       problems.length ? mrkdwn`\n${md.join(problems, '\n')}` : ''
     }`,
   };
@@ -83,6 +109,6 @@ export function changeLine(from: Status, inc: IncidentRow): SafeMessage {
 
 export function resolvedLine(inc: IncidentRow): SafeMessage {
   return {
-    text: mrkdwn`:white_check_mark: ${md.date(inc.resolved_at)} — healthy again; resolved after ${duration(inc.opened_at, inc.resolved_at ?? new Date())}.`,
+    text: mrkdwn`:white_check_mark: ${md.date(inc.resolved_at)} — ${incidentName(inc)} healthy again; resolved after ${duration(inc.opened_at, inc.resolved_at ?? new Date())}.`,
   };
 }
