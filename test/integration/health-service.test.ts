@@ -442,6 +442,16 @@ describe('several components unhealthy at once (issue 12: one incident per compo
     ]);
   });
 
+  it('an incident opened before per-component incidents (overall) follows the overall status and resolves; no second one for it', async () => {
+    await db.query(`INSERT INTO warden_health_incident (status, first_status, last_status, worst_status) VALUES ('open', 'degraded', 'degraded', 'degraded')`);
+    expect(await openComponents(services())).toEqual(['overall']);
+    expect(actions((await tick(dbDegraded)).outcome)).toEqual({ overall: 'updated' });
+    expect(actions((await tick(dbDegraded)).outcome)).toEqual({ overall: 'updated', database: 'opened' });
+    expect(actions((await tick({})).outcome)).toEqual({});
+    expect(actions((await tick({})).outcome)).toEqual({ overall: 'resolved', database: 'resolved' });
+    expect(await openComponents(services())).toEqual([]);
+  });
+
   it('a component flapping bad/good opens nothing, whatever the others do', async () => {
     for (let i = 0; i < 3; i++) {
       expect(actions((await tick(cacheDown)).outcome)).toEqual({});
