@@ -17,11 +17,11 @@ import {
   type AuditQuery,
   type AuditRow,
 } from '../src/services/audit-search.js';
-import { retentionMessage } from '../src/slack/cards/audit-retention.js';
+import { retentionMessage, retentionSummary } from '../src/slack/cards/audit-retention.js';
 import type { Actor } from '../src/services/identity.js';
 import type { Services } from '../src/services/index.js';
 import type { Masker } from '../src/services/masking.js';
-import { md, type Block, type Button, type Message, type Modal } from '../src/ui.js';
+import { md, mrkdwn, type Block, type Button, type Message, type Modal, type Mrkdwn } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
 import { matchPhrase, parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import type { ActionReply, CommandModule, InteractionContext, Reply, Subcommand } from './types.js';
@@ -161,8 +161,8 @@ async function finishQuery(services: Services, args: SearchArgs, usage: string):
 const when = (d: Date) => d.toISOString().replace('T', ' ').slice(0, 19);
 const num = (n: number) => n.toLocaleString('en-US');
 
-/** The filters of a query as the admin reads them (times absolute, UTC). */
-export function describeQuery(q: AuditQuery, entityLabel?: string): string {
+/** The filters of a query, one `key:value` each (times absolute, UTC). */
+function queryParts(q: AuditQuery, entityLabel?: string): string[] {
   const parts: string[] = [];
   for (const a of q.a ?? []) parts.push(`action:${a}`);
   if (q.u) parts.push(`user:${q.u}`);
@@ -170,12 +170,19 @@ export function describeQuery(q: AuditQuery, entityLabel?: string): string {
   if (q.ip) parts.push(`ip:${q.ip}`);
   if (q.s) parts.push(`since:${q.s.slice(0, 16).replace('T', ' ')}`);
   if (q.t) parts.push(`until:${q.t.slice(0, 16).replace('T', ' ')}`);
-  return parts.length ? parts.map((p) => md.code(p)).join(' ') : 'no filter';
+  return parts;
+}
+
+/** The filters of a query as the admin reads them, each a code span. */
+export function describeQuery(q: AuditQuery, entityLabel?: string): Mrkdwn {
+  const parts = queryParts(q, entityLabel);
+  return parts.length ? md.join(parts.map((p) => md.code(p)), ' ') : md.text('no filter');
 }
 
 /** Plain version for the CSV comment and the audit row. */
 function describePlain(q: AuditQuery): string {
-  return describeQuery(q).replace(/`/g, '');
+  const parts = queryParts(q);
+  return parts.length ? parts.join(' ') : 'no filter';
 }
 
 const NOISY_DETAIL_KEYS = new Set(['via', 'slack_team', 'slack_channel']);
@@ -186,54 +193,55 @@ function shortValue(v: unknown, max: number): string {
 }
 
 /** The key details of a row, masked, escaped, at most `max` characters. */
-export function detailsLine(details: Record<string, unknown> | null, masker: Masker, max = 160): string {
-  if (!details) return '';
+export function detailsLine(details: Record<string, unknown> | null, masker: Masker, max = 160): Mrkdwn | null {
+  if (!details) return null;
   const pairs = Object.entries(details)
     .filter(([k]) => !NOISY_DETAIL_KEYS.has(k))
     .map(([k, v]) => `${k}=${shortValue(k === 'email' && typeof v === 'string' ? masker.email(v) : v, 60)}`);
   const text = masker.text(pairs.join(' '));
-  return md.escape(text.length > max ? `${text.slice(0, max - 1)}…` : text);
+  if (!text) return null;
+  return md.text(text.length > max ? `${text.slice(0, max - 1)}…` : text);
 }
 
-function who(row: AuditRow): string {
-  if (row.actor) return `*${md.escape(row.actor)}*`;
+function who(row: AuditRow): Mrkdwn {
+  if (row.actor) return md.bold(row.actor);
   const named = row.details && typeof row.details.actor === 'string' ? row.details.actor : undefined;
-  return named ? `*${md.escape(named)}* _(deleted)_` : row.user_id ? `user #${row.user_id} _(deleted)_` : '_no account_';
+  return named ? mrkdwn`${md.bold(named)} _(deleted)_` : row.user_id ? mrkdwn`user #${row.user_id} _(deleted)_` : mrkdwn`_no account_`;
 }
 
-function entity(row: AuditRow): string | null {
+function entity(row: AuditRow): Mrkdwn | null {
   if (!row.entity_type) return null;
-  return `${md.escape(row.entity_type)}${row.entity_id !== null ? ` ${row.entity_id}` : ''}`;
+  return mrkdwn`${row.entity_type}${row.entity_id !== null ? ` ${row.entity_id}` : ''}`;
 }
 
 /** One compact row: time · who · action · entity · IP · key details. */
-export function compactRow(row: AuditRow, masker: Masker): string {
+export function compactRow(row: AuditRow, masker: Masker): Mrkdwn {
   const bits = [
-    `\`${when(row.timestamp)}\``,
+    md.code(when(row.timestamp)),
     who(row),
     md.code(row.action),
     entity(row),
-    row.ip_address ? md.escape(masker.ip(row.ip_address)) : null,
-    detailsLine(row.details, masker) || null,
-  ].filter(Boolean);
-  return `• ${bits.join(' · ')}`;
+    row.ip_address ? md.text(masker.ip(row.ip_address)) : null,
+    detailsLine(row.details, masker),
+  ].filter((b): b is Mrkdwn => b !== null);
+  return mrkdwn`• ${md.join(bits, ' · ')}`;
 }
 
-function diffValue(field: string, v: unknown, masker: Masker): string {
-  if (v === null || v === undefined || v === '') return '—';
-  if (field === 'email' && typeof v === 'string') return md.escape(masker.email(v));
-  return md.escape(masker.text(shortValue(v, 80)));
+function diffValue(field: string, v: unknown, masker: Masker): Mrkdwn {
+  if (v === null || v === undefined || v === '') return md.text('—');
+  if (field === 'email' && typeof v === 'string') return md.text(masker.email(v));
+  return md.text(masker.text(shortValue(v, 80)));
 }
 
 /** A history entry: who did what, and the fields that changed (before → after). */
-export function historyEntry(row: AuditRow, masker: Masker, snapshotDays = 30, now = new Date()): string {
-  const head = `• \`${when(row.timestamp)}\` ${md.code(row.action)} by ${who(row)}${row.ip_address ? ` from ${md.escape(masker.ip(row.ip_address))}` : ''}`;
-  const lines = [head];
+export function historyEntry(row: AuditRow, masker: Masker, snapshotDays = 30, now = new Date()): Mrkdwn {
+  const head = mrkdwn`• ${md.code(when(row.timestamp))} ${md.code(row.action)} by ${who(row)}${row.ip_address ? mrkdwn` from ${masker.ip(row.ip_address)}` : ''}`;
+  const lines: Mrkdwn[] = [head];
   if (row.before_state || row.after_state) {
     const changes = diffSnapshots(row.before_state, row.after_state);
-    const shown = changes.slice(0, 12).map((c) => `${md.escape(c.field)}: ${diffValue(c.field, c.before, masker)} → ${diffValue(c.field, c.after, masker)}`);
-    if (changes.length > 12) shown.push(`… ${changes.length - 12} more fields`);
-    lines.push(`    ${shown.length ? shown.join(' · ') : '_no field changed_'}`);
+    const shown = changes.slice(0, 12).map((c) => mrkdwn`${c.field}: ${diffValue(c.field, c.before, masker)} → ${diffValue(c.field, c.after, masker)}`);
+    if (changes.length > 12) shown.push(mrkdwn`… ${changes.length - 12} more fields`);
+    lines.push(mrkdwn`    ${shown.length ? md.join(shown, ' · ') : mrkdwn`_no field changed_`}`);
   } else if (
     row.before_state === null &&
     row.after_state === null &&
@@ -241,23 +249,20 @@ export function historyEntry(row: AuditRow, masker: Masker, snapshotDays = 30, n
     // Only rows old enough for retention to have cleared them; newer ones never had snapshots.
     now.getTime() - row.timestamp.getTime() > snapshotDays * 86_400_000
   ) {
-    lines.push('    _snapshots cleared by retention_');
+    lines.push(mrkdwn`    _snapshots cleared by retention_`);
   }
   const d = detailsLine(row.details, masker, 200);
-  if (d) lines.push(`    ${d}`);
-  return lines.join('\n');
+  if (d) lines.push(mrkdwn`    ${d}`);
+  return md.join(lines, '\n');
 }
 
 /** A deletion: who deleted what, with what the deleted thing was. */
-export function deletionEntry(row: AuditRow, masker: Masker): string {
+export function deletionEntry(row: AuditRow, masker: Masker): Mrkdwn {
   const before = row.before_state ?? {};
   const keys = ['username', 'name', 'email', 'role', 'dispatch_area'];
-  const summary = keys
-    .filter((k) => before[k] !== undefined && before[k] !== null)
-    .map((k) => `${k}=${diffValue(k, before[k], masker)}`)
-    .join(' ');
-  return `• \`${when(row.timestamp)}\` ${who(row)} deleted ${entity(row) ?? 'something'}${summary ? ` (${summary})` : ''} · ${md.code(row.action)}${
-    row.ip_address ? ` · ${md.escape(masker.ip(row.ip_address))}` : ''
+  const summary = keys.filter((k) => before[k] !== undefined && before[k] !== null).map((k) => mrkdwn`${k}=${diffValue(k, before[k], masker)}`);
+  return mrkdwn`• ${md.code(when(row.timestamp))} ${who(row)} deleted ${entity(row) ?? 'something'}${summary.length ? mrkdwn` (${md.join(summary, ' ')})` : ''} · ${md.code(row.action)}${
+    row.ip_address ? mrkdwn` · ${masker.ip(row.ip_address)}` : ''
   }`;
 }
 
@@ -291,38 +296,37 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
       : await search.search(q, { after: v.a, before: v.b }, limit, v.c && (v.a || v.b) ? { total: v.c.n, capped: !!v.c.x, ...(v.c.e ? { estimate: v.c.e } : {}) } : undefined);
   const masker = services.masker;
   const described = v.m === 'd' ? describeQuery({ s: q.s, t: q.t }) : describeQuery(q, v.n);
-  const heading =
+  const heading: Mrkdwn =
     v.m === 'h'
-      ? `History of ${md.escape(v.n ? `${v.n} (${q.e} ${q.ei})` : `${q.e} ${q.ei}`)}`
+      ? mrkdwn`History of ${v.n ? `${v.n} (${q.e} ${q.ei})` : `${q.e} ${q.ei}`}`
       : v.m === 't'
-        ? `Timeline of ${md.escape(q.u ?? '')}`
+        ? mrkdwn`Timeline of ${q.u ?? ''}`
         : v.m === 'd'
-          ? 'Deletions'
-          : 'Audit entries';
+          ? mrkdwn`Deletions`
+          : mrkdwn`Audit entries`;
   const totalText =
     page.totalCapped && page.estimate
       ? `about ${num(page.estimate)} entries (the database's estimate)`
       : `${page.totalCapped ? 'more than ' : ''}${num(page.total)} ${page.total === 1 ? 'entry' : 'entries'}`;
   if (page.total === 0 && !page.rows.length) {
-    let hint = '';
+    let hint = mrkdwn``;
     if (v.m === 's' && q.a?.length) {
       const known = await search.distinctActions();
       const unknown = q.a.filter((a) => (a.endsWith('*') ? !known.some((k) => k.startsWith(a.slice(0, -1))) : !known.includes(a)));
       if (unknown.length) {
-        hint = ` No entry has ${unknown.map((a) => md.code(`action:${a}`)).join(', ')} at all. Actions in the log: ${
-          known.slice(0, 40).map(md.code).join(', ') || 'none'
-        }.`;
+        const inLog = known.slice(0, 40).map((k) => md.code(k));
+        hint = mrkdwn` No entry has ${md.join(unknown.map((a) => md.code(`action:${a}`)), ', ')} at all. Actions in the log: ${inLog.length ? md.join(inLog, ', ') : 'none'}.`;
       }
     }
-    const text = `${heading}: nothing matches ${described}.${hint}`;
-    return { text: text.replace(/[*`_]/g, ''), blocks: [{ type: 'text', text }] };
+    const text = mrkdwn`${heading}: nothing matches ${described}.${hint}`;
+    return { text: md.unstyled(text), blocks: [{ type: 'text', text }] };
   }
   const snapshotDays = services.config.AUDIT_SNAPSHOT_DAYS;
   const render = v.m === 'h' ? (r: AuditRow, m: Masker) => historyEntry(r, m, snapshotDays) : v.m === 'd' ? deletionEntry : compactRow;
   const lines = page.rows.map((r) => render(r, masker));
   const blocks: Block[] = [
-    { type: 'text', text: `*${heading}* · ${matchPhrase(totalText, page.totalCapped ? 2 : page.total, described)} · newest first` },
-    { type: 'text', text: lines.join('\n') },
+    { type: 'text', text: mrkdwn`${md.bold(heading)} · ${matchPhrase(totalText, page.totalCapped ? 2 : page.total, described)} · newest first` },
+    { type: 'text', text: md.join(lines, '\n') },
   ];
   const buttons: Button[] = [];
   const count = { n: page.total, ...(page.totalCapped ? { x: true } : {}), ...(page.estimate ? { e: page.estimate } : {}) };
@@ -331,8 +335,8 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
   if (page.hasNext && page.last) buttons.push({ text: 'Next (older) ▶', actionId: 'audit:page', value: JSON.stringify({ ...base, a: page.last }) });
   if (v.m !== 'd') buttons.push({ text: 'Export CSV', actionId: 'audit:export', value: JSON.stringify({ q }) });
   blocks.push({ type: 'buttons', buttons });
-  if (v.m === 's') blocks.push({ type: 'context', text: 'Change of a user: `/audit history USERNAME` · failed logins: `/audit failed-logins`' });
-  return { text: `${heading}: ${matchPhrase(totalText, page.totalCapped ? 2 : page.total, describePlain(q))}`, blocks };
+  if (v.m === 's') blocks.push({ type: 'context', text: mrkdwn`Change of a user: \`/audit history USERNAME\` · failed logins: \`/audit failed-logins\`` });
+  return { text: mrkdwn`${heading}: ${matchPhrase(totalText, page.totalCapped ? 2 : page.total, describePlain(q))}`, blocks };
 }
 
 // ---------------------------------------------------------------- subcommands
@@ -428,24 +432,24 @@ const failedLogins: Subcommand<{ window: string; seconds: number; min?: number }
     const min = args.min ?? ctx.services.config.FAILED_LOGIN_BURST_THRESHOLD + 1;
     const { groups, totalGroups } = await ctx.services.auditSearch.failedLogins(args.seconds, min);
     const masker = ctx.services.masker;
-    const heading = `*Failed logins in the last ${md.escape(args.window)}* grouped by IP and username, at least ${min} attempts`;
+    const heading = mrkdwn`${md.bold(`Failed logins in the last ${args.window}`)} grouped by IP and username, at least ${min} attempts`;
     if (!groups.length) {
-      const text = `${heading}: none.`;
-      return { kind: 'message', message: { text: text.replace(/\*/g, ''), blocks: [{ type: 'text', text }] } };
+      const text = mrkdwn`${heading}: none.`;
+      return { kind: 'message', message: { text: md.unstyled(text), blocks: [{ type: 'text', text }] } };
     }
     const lines = groups.map(
       (g) =>
-        `• *${g.attempts}* ${g.attempts === 1 ? 'attempt' : 'attempts'} · ${g.ip_address ? md.escape(masker.ipTagged(g.ip_address)) : '_no IP_'} · ${
-          g.username ? `user *${md.escape(masker.text(g.username))}*` : '_no username_'
-        } · first \`${when(g.first_attempt)}\` · last \`${when(g.last_attempt)}\``,
+        mrkdwn`• ${md.bold(g.attempts)} ${g.attempts === 1 ? 'attempt' : 'attempts'} · ${g.ip_address ? md.text(masker.ipTagged(g.ip_address)) : mrkdwn`_no IP_`} · ${
+          g.username ? mrkdwn`user ${md.bold(masker.text(g.username))}` : mrkdwn`_no username_`
+        } · first ${md.code(when(g.first_attempt))} · last ${md.code(when(g.last_attempt))}`,
     );
     const blocks: Block[] = [
-      { type: 'text', text: `${heading}: ${num(totalGroups)} ${totalGroups === 1 ? 'group' : 'groups'}` },
-      { type: 'text', text: lines.join('\n') },
+      { type: 'text', text: mrkdwn`${heading}: ${num(totalGroups)} ${totalGroups === 1 ? 'group' : 'groups'}` },
+      { type: 'text', text: md.join(lines, '\n') },
     ];
-    if (totalGroups > groups.length) blocks.push({ type: 'context', text: `Showing the ${groups.length} biggest groups.` });
-    blocks.push({ type: 'context', text: 'Attempts for one account: `/audit action:login_failed user:USERNAME since:' + md.escape(args.window) + '`' });
-    return { kind: 'message', message: { text: `Failed logins in the last ${args.window}: ${totalGroups} groups`, blocks } };
+    if (totalGroups > groups.length) blocks.push({ type: 'context', text: mrkdwn`Showing the ${groups.length} biggest groups.` });
+    blocks.push({ type: 'context', text: mrkdwn`Attempts for one account: ${md.code(`/audit action:login_failed user:USERNAME since:${args.window}`)}` });
+    return { kind: 'message', message: { text: mrkdwn`Failed logins in the last ${args.window}: ${totalGroups} groups`, blocks } };
   },
 };
 
@@ -477,8 +481,8 @@ async function maskedExport(services: Services, actor: Actor, q: AuditQuery, cha
   return {
     text:
       r.where === 'dm'
-        ? `:page_facing_up: Sent to you by direct message: ${entries} in \`${r.filename}\`${tail}`
-        : `:page_facing_up: Exported ${entries} to \`${r.filename}\`${tail}`,
+        ? mrkdwn`:page_facing_up: Sent to you by direct message: ${entries} in ${md.code(r.filename)}${tail}`
+        : mrkdwn`:page_facing_up: Exported ${entries} to ${md.code(r.filename)}${tail}`,
   };
 }
 
@@ -493,16 +497,14 @@ const exportSub: Subcommand<SearchArgs> = {
     const q = await finishQuery(ctx.services, args, EXPORT_USAGE);
     // Checks the filters (unknown user…) before anything else happens.
     const { total } = await withUsage(ctx.services.auditSearch.count(q, 1), EXPORT_USAGE);
-    if (total === 0) return { kind: 'message', message: { text: `No audit entries match ${describeQuery(q)}: nothing to export.` } };
+    if (total === 0) return { kind: 'message', message: { text: mrkdwn`No audit entries match ${describeQuery(q)}: nothing to export.` } };
     if (args.unmasked && ctx.services.masker.enabled) {
       const modal: Modal = {
         callbackId: 'audit:export-unmasked',
         title: 'Unmasked export',
         submit: 'Export',
         metadata: JSON.stringify({ q }),
-        intro:
-          `Export the audit entries matching ${describeQuery(q)} *with e-mails and IP addresses in clear*.\n` +
-          'The file goes to your direct messages with Warden only, and the export is audited.',
+        intro: mrkdwn`Export the audit entries matching ${describeQuery(q)} *with e-mails and IP addresses in clear*.\nThe file goes to your direct messages with Warden only, and the export is audited.`,
         fields: [totpField],
       };
       return { kind: 'modal', modal };
@@ -522,14 +524,13 @@ const retention: Subcommand<{ dryRun: boolean }> = {
   run: async (ctx, { dryRun }): Promise<Reply> => {
     const report = await ctx.services.auditRetention.dryRun();
     if (dryRun) return { kind: 'message', message: retentionMessage(report) };
-    const preview = retentionMessage(report);
     return {
       kind: 'modal',
       modal: {
         callbackId: 'audit:retention',
         title: 'Apply audit retention',
         submit: 'Apply',
-        intro: `${String((preview.blocks?.[0] as { text: unknown }).text).replace('Run `/audit retention` to apply it.', '')}\nThis deletes audit entries for good. Enter your 2FA code to apply it now.`,
+        intro: mrkdwn`${retentionSummary(report)}\n\nThis deletes audit entries for good. Enter your 2FA code to apply it now.`,
         fields: [totpField],
       },
     };
@@ -542,7 +543,7 @@ const exportValueSchema = z.object({ q: auditQuerySchema }).strict();
 
 function notifyFailure(services: Services, actor: Actor, what: string) {
   return (err: unknown) => {
-    const text = err instanceof UserError ? `:warning: ${what} failed: ${err.message}` : `:x: ${what} failed. The error has been logged.`;
+    const text = err instanceof UserError ? mrkdwn`:warning: ${what} failed: ${err.mrkdwn ?? md.lines(err.message)}` : mrkdwn`:x: ${what} failed. The error has been logged.`;
     if (!(err instanceof UserError)) services.logger.error({ err }, `${what} failed`);
     void services.chat.dm(actor.slack.userId, { text }).catch((e) => services.logger.error({ err: e }, 'could not DM a failure'));
   };
@@ -578,7 +579,7 @@ export const auditCommand: CommandModule = {
       void ctx.services.lifecycle.track(ctx.services.auditExport
         .export(ctx.actor, q, { unmasked: true, describe: describePlain(q) })
         .catch(notifyFailure(ctx.services, ctx.actor, 'The unmasked audit export')));
-      return { kind: 'close', notice: { text: ':lock: Verified. The unmasked export is being prepared; the file will arrive in your direct messages with Warden.' } };
+      return { kind: 'close', notice: { text: mrkdwn`:lock: Verified. The unmasked export is being prepared; the file will arrive in your direct messages with Warden.` } };
     },
     'audit:retention': async (ctx, values) => {
       await ctx.services.stepUp.verify(ctx.actor, typeof values.totp === 'string' ? values.totp : undefined, 'audit_retention');
@@ -603,7 +604,7 @@ export const auditCommand: CommandModule = {
           if (!posted) await services.chat.dm(actor.slack.userId, message);
         })
         .catch(notifyFailure(services, actor, 'Audit retention')));
-      return { kind: 'close', notice: { text: ':broom: Verified. Applying the retention policy now; the report with the counts follows here.' } };
+      return { kind: 'close', notice: { text: mrkdwn`:broom: Verified. Applying the retention policy now; the report with the counts follows here.` } };
     },
   },
 };

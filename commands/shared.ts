@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { UserError } from '../src/errors.js';
-import type { ModalField } from '../src/ui.js';
+import { mrkdwn, type ModalField, type Mrkdwn } from '../src/ui.js';
 
 /** The step-up field of every modal that confirms a destructive or privilege-granting action. */
 export const totpField: ModalField = {
@@ -37,7 +37,7 @@ export function parseModalMetadata<S extends z.ZodType>(schema: S, metadata: str
  * "1 user matches `role:admin`", "12 users match …", "306 users (no filter)": the verb agrees
  * with the count, and a list without filters does not pretend to match anything.
  */
-export function matchPhrase(countText: string, count: number, described: string): string {
-  if (described === 'no filter') return `${countText} (no filter)`;
-  return `${countText} ${count === 1 ? 'matches' : 'match'} ${described}`;
+export function matchPhrase(countText: Mrkdwn | string, count: number, described: Mrkdwn | string): Mrkdwn {
+  if (String(described) === 'no filter') return mrkdwn`${countText} (no filter)`;
+  return mrkdwn`${countText} ${count === 1 ? 'matches' : 'match'} ${described}`;
 }

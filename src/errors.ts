@@ -1,3 +1,5 @@
+import { Mrkdwn } from './ui.js';
+
 /**
  * Domain errors carry text that is safe to show to the Slack user who caused them.
  * The Slack layer's one error handler turns them into ephemeral replies (or modal
@@ -6,14 +8,20 @@
  */
 export class UserError extends Error {
   readonly kind: string = 'user';
+  /**
+   * The message as built mrkdwn, when it carries markup Warden means (a mention, a link). A
+   * plain-string message is shown as data: escaped, its backticks and asterisks kept.
+   */
+  readonly mrkdwn?: Mrkdwn;
   constructor(
-    message: string,
+    message: string | Mrkdwn,
     /** Modal field (block id) the message belongs to, when it came from a form. */
     readonly field?: string,
     /** Usage text shown under the message, for command grammar mistakes. */
     readonly usage?: string,
   ) {
-    super(message);
+    super(message instanceof Mrkdwn ? message.text : message);
+    if (message instanceof Mrkdwn) this.mrkdwn = message;
     this.name = new.target.name;
   }
 }

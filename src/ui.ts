@@ -74,7 +74,7 @@ export interface Modal {
   /** Opaque reference handed back on submit. Never trust it alone: handlers re-check everything. */
   metadata?: string;
   /** Markdown shown above the fields. */
-  intro?: string;
+  intro?: Text;
   fields: ModalField[];
 }
 
@@ -94,10 +94,6 @@ export type ModalValues = Record<string, string | string[] | undefined>;
 /** Text in Slack's mrkdwn, safe by construction. */
 export class Mrkdwn {
   private constructor(readonly text: string) {}
-  /** Only for this module: the builders below are the only way in. */
-  static of(text: string): Mrkdwn {
-    return new Mrkdwn(text);
-  }
   toString(): string {
     return this.text;
   }
@@ -106,6 +102,10 @@ export class Mrkdwn {
     return this.text;
   }
 }
+
+/** Only for this module: the builders below are the only way to make `Mrkdwn`. */
+const MrkdwnOf = Mrkdwn as unknown as new (text: string) => Mrkdwn;
+const Mrkdwn_of = (text: string): Mrkdwn => new MrkdwnOf(text);
 
 /** Text for a Slack field: built mrkdwn, or (legacy call sites) a string used as it is. */
 export type Text = Mrkdwn | string;
@@ -143,7 +143,7 @@ function piece(v: MrkdwnValue): string {
 export function mrkdwn(strings: TemplateStringsArray, ...values: MrkdwnValue[]): Mrkdwn {
   let out = strings[0];
   for (let i = 0; i < values.length; i++) out += piece(values[i]) + strings[i + 1];
-  return Mrkdwn.of(out);
+  return Mrkdwn_of(out);
 }
 
 const SLACK_USER = /^[UW][A-Z0-9_]{2,30}$/;
@@ -151,25 +151,27 @@ const SLACK_CHANNEL = /^[CGD][A-Z0-9_]{2,30}$/;
 
 export const md = {
   /** A value as data (escaped, one line). */
-  text: (s: string | number): Mrkdwn => Mrkdwn.of(piece(s)),
+  text: (s: string | number): Mrkdwn => Mrkdwn_of(piece(s)),
   /** Multi-line data: line breaks kept, everything else as `text`. */
-  lines: (s: string): Mrkdwn => Mrkdwn.of(escapeMrkdwn(cleanText(s, true))),
+  lines: (s: string): Mrkdwn => Mrkdwn_of(escapeMrkdwn(cleanText(s, true))),
   /** Data as a block quote, every line quoted. */
-  quote: (s: string): Mrkdwn => Mrkdwn.of(cleanText(s, true).split('\n').map((l) => `>${escapeMrkdwn(l)}`).join('\n')),
-  bold: (s: MrkdwnValue): Mrkdwn => Mrkdwn.of(`*${piece(typeof s === 'string' ? s.replace(/\*/g, '') : s)}*`),
+  quote: (s: string): Mrkdwn => Mrkdwn_of(cleanText(s, true).split('\n').map((l) => `>${escapeMrkdwn(l)}`).join('\n')),
+  bold: (s: MrkdwnValue): Mrkdwn => Mrkdwn_of(`*${piece(typeof s === 'string' ? s.replace(/\*/g, '') : s)}*`),
   /** A code span: escaped (Slack decodes entities in code too), backticks replaced. */
-  code: (s: string | number): Mrkdwn => Mrkdwn.of(`\`${piece(String(s).replace(/`/g, "'")) || ' '}\``),
+  code: (s: string | number): Mrkdwn => Mrkdwn_of(`\`${piece(String(s).replace(/`/g, "'")) || ' '}\``),
   /** Kept for call sites that still build plain strings; returns the escaped text. */
   escape: (s: string): string => escapeMrkdwn(s),
   /** A mention of a Slack user Warden knows (an id it stored); anything else is shown as text. */
-  user: (slackUserId: string): Mrkdwn => (SLACK_USER.test(slackUserId) ? Mrkdwn.of(`<@${slackUserId}>`) : md.text(slackUserId)),
-  channel: (channelId: string): Mrkdwn => (SLACK_CHANNEL.test(channelId) ? Mrkdwn.of(`<#${channelId}>`) : md.text(channelId)),
+  user: (slackUserId: string): Mrkdwn => (SLACK_USER.test(slackUserId) ? Mrkdwn_of(`<@${slackUserId}>`) : md.text(slackUserId)),
+  channel: (channelId: string): Mrkdwn => (SLACK_CHANNEL.test(channelId) ? Mrkdwn_of(`<#${channelId}>`) : md.text(channelId)),
   /** A link Warden makes: http(s) only, the label escaped. */
   link: (url: string, label: string): Mrkdwn => {
     if (!/^https?:\/\/[^\s<>|]+$/.test(url)) return md.text(label);
-    return Mrkdwn.of(`<${url}|${piece(label).replace(/\|/g, '¦')}>`);
+    return Mrkdwn_of(`<${url}|${piece(label).replace(/\|/g, '¦')}>`);
   },
-  date: (d: Date | null | undefined): Mrkdwn => Mrkdwn.of(d ? d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—'),
+  date: (d: Date | null | undefined): Mrkdwn => Mrkdwn_of(d ? d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—'),
+  /** The same text without bold, italics and code marks (a fallback `text` built from a block). */
+  unstyled: (m: Mrkdwn): Mrkdwn => Mrkdwn_of(m.text.replace(/[*`_]/g, '')),
   /** Joins built pieces. */
-  join: (parts: MrkdwnValue[], sep: string | Mrkdwn = ''): Mrkdwn => Mrkdwn.of(parts.map(piece).join(sep instanceof Mrkdwn ? sep.text : sep)),
+  join: (parts: MrkdwnValue[], sep: string | Mrkdwn = ''): Mrkdwn => Mrkdwn_of(parts.map(piece).join(sep instanceof Mrkdwn ? sep.text : sep)),
 };

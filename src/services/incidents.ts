@@ -1,5 +1,5 @@
 import { ConflictError, NotFoundError } from '../errors.js';
-import { md } from '../ui.js';
+import { md, mrkdwn } from '../ui.js';
 import { acknowledgedLine, changeLine, renderIncident, resolvedLine, whoAcked } from '../slack/cards/incidents.js';
 import { writeAudit } from './audit-writer.js';
 import type { HealthReport, Status } from './health.js';
@@ -210,7 +210,7 @@ export class IncidentService {
         const existing = (await q.query<IncidentRow>('SELECT * FROM warden_health_incident WHERE id = $1', [incidentId])).rows[0];
         if (!existing) throw new NotFoundError(`There is no health incident #${incidentId}.`);
         if (existing.acknowledged_at) {
-          throw new ConflictError(`Incident #${incidentId} was already acknowledged by ${whoAcked(existing)} at ${md.date(existing.acknowledged_at)}.`);
+          throw new ConflictError(mrkdwn`Incident #${incidentId} was already acknowledged by ${whoAcked(existing)} at ${md.date(existing.acknowledged_at)}.`);
         }
         throw new ConflictError(`Incident #${incidentId} was resolved at ${md.date(existing.resolved_at)}; there is nothing to acknowledge.`);
       }

@@ -5,7 +5,7 @@ import { ConflictError, ForbiddenError, NotFoundError, UserError, ValidationErro
 import { writeAudit } from './audit-writer.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/index.js';
-import { md, type Message } from '../ui.js';
+import { md, mrkdwn, type Message } from '../ui.js';
 import type { Chat } from './chat.js';
 import { recordIdentityChange, type IdentityChanges } from './identity-changes.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
@@ -823,7 +823,7 @@ export class UserAdminService {
           : p.teamId !== actor.slack.teamId
             ? 'that Slack user belongs to another workspace (Slack Connect)'
             : null;
-    if (why) throw new UserError(`Cannot link <@${slackUserId}>: ${why}.`, 'slack');
+    if (why) throw new UserError(mrkdwn`Cannot link ${md.user(slackUserId)}: ${why}.`, 'slack');
   }
 
   /** Who the Slack user is linked to now (for the confirmation modal), after checking the rules. */
@@ -842,10 +842,10 @@ export class UserAdminService {
     );
     const previous = rows[0] ?? null;
     if (previous && previous.user_id !== row.id && previous.role === 'admin') {
-      throw new ForbiddenError(`<@${slackUserId}> acts as the admin *${previous.username}* now. ${ADMIN_IDENTITY_ELSEWHERE}`, 'slack');
+      throw new ForbiddenError(mrkdwn`${md.user(slackUserId)} acts as the admin ${md.bold(previous.username)} now. ${ADMIN_IDENTITY_ELSEWHERE}`, 'slack');
     }
     if (previous && previous.user_id === row.id && previous.method === 'explicit') {
-      throw new ConflictError(`<@${slackUserId}> is already linked to \`${username}\`.`, 'slack');
+      throw new ConflictError(mrkdwn`${md.user(slackUserId)} is already linked to ${md.code(username)}.`, 'slack');
     }
     return { row, previous };
   }

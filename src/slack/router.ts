@@ -17,7 +17,7 @@ import { StoreUnavailableError } from '../store/index.js';
 import type { Logger } from '../logger.js';
 import { requireAdmin, type SlackIdentity } from '../services/identity.js';
 import type { Services } from '../services/index.js';
-import type { Message } from '../ui.js';
+import { cleanText, md, mrkdwn, type Message, type Mrkdwn } from '../ui.js';
 import { messagePayload, modalView, readModalValues } from './blocks.js';
 import { markDuplicate, requestRef } from './request-log.js';
 import { allowedResponseUrl, createEnvelopeSealer, type Envelope, type EnvelopeSealer } from './envelope.js';
@@ -77,35 +77,33 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     return first;
   };
 
-  const fail = (e: unknown, where: string): { text: string; usage?: string } => {
+  // What a person reads when something goes wrong. A UserError's text is data unless it was
+  // built as mrkdwn (a mention Warden makes): what a user typed and is echoed back stays inert.
+  const fail = (e: unknown, where: string): { text: Mrkdwn; usage?: Mrkdwn } => {
     // The request's id (also in its request log line); records the outcome for that line.
     const ref = requestRef(e);
-    if (e instanceof UserError) return { text: `:warning: ${e.message}`, usage: e.usage };
+    if (e instanceof UserError) return { text: mrkdwn`:warning: ${e.mrkdwn ?? md.lines(e.message)}`, usage: e.usage ? md.lines(e.usage) : undefined };
     // Outages are not bugs: say what is down, that nothing changed, and where on-call should look.
     if (e instanceof StoreUnavailableError) {
       logger.error({ err: e, ref, where }, 'store (Redis) unavailable while handling a Slack request');
       return {
-        text:
-          `:red_circle: Warden cannot reach its store (Redis) right now, which step-up checks, one-time codes and rate limits need. ` +
-          `Nothing was changed; try again in a moment. On-call: check Redis and REDIS_URL (ref \`${ref}\`).`,
+        text: mrkdwn`:red_circle: Warden cannot reach its store (Redis) right now, which step-up checks, one-time codes and rate limits need. Nothing was changed; try again in a moment. On-call: check Redis and REDIS_URL (ref ${md.code(ref)}).`,
       };
     }
     if (isDatabaseConnectionError(e)) {
       logger.error({ err: e, ref, where }, 'database unavailable while handling a Slack request');
       return {
-        text:
-          `:red_circle: Warden cannot reach the application database right now (${describeDbError(e)}). ` +
-          `Nothing was changed; try again in a moment. On-call: check PostgreSQL and DATABASE_URL (ref \`${ref}\`).`,
+        text: mrkdwn`:red_circle: Warden cannot reach the application database right now (${describeDbError(e)}). Nothing was changed; try again in a moment. On-call: check PostgreSQL and DATABASE_URL (ref ${md.code(ref)}).`,
       };
     }
     logger.error({ err: e, ref, where }, 'unexpected error while handling a Slack request');
-    return { text: `:x: Sorry, something went wrong on our side (ref \`${ref}\`). The error has been logged.` };
+    return { text: mrkdwn`:x: Sorry, something went wrong on our side (ref ${md.code(ref)}). The error has been logged.` };
   };
 
   const errorMessage = (e: unknown, where: string, to: { userId: string; responseUrl?: string }): Message => {
     deps.onErrorReply?.({ ...to, kind: e instanceof UserError ? 'user' : 'failure' });
     const f = fail(e, where);
-    return { text: f.usage ? `${f.text}\nUsage: ${f.usage}` : f.text };
+    return { text: f.usage ? mrkdwn`${f.text}\nUsage: ${f.usage}` : f.text };
   };
 
   // One listener for every command, dispatched by name: Bolt runs each registered listener's
@@ -121,7 +119,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       const name = (words[0] ?? mod.defaultSubcommand ?? 'help').toLowerCase();
       if (name === 'help' || name === '-h' || name === '--help') {
         if (!(await first)) return;
-        await respond({ response_type: 'ephemeral', ...messagePayload({ text: help }) });
+        await respond({ response_type: 'ephemeral', ...messagePayload({ text: md.lines(help) }) });
         return;
       }
       let sub = mod.subcommands.find((s) => s.name === name);
@@ -204,8 +202,12 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     // name the conversation picked in the form). If Slack ever sends the originating channel,
     // prefer it to the envelope's. See docs/SECURITY.md, "Output".
     const envelope: Envelope = sealer.open(view.private_metadata);
+    // Field errors are plain text in Slack (never parsed): cleaned and cut to Slack's limit.
     const fieldErrors = (errors: Record<string, string>) =>
-      (ack as any)({ response_action: 'errors', errors }) as Promise<void>;
+      (ack as any)({
+        response_action: 'errors',
+        errors: Object.fromEntries(Object.entries(errors).map(([k, v]) => [k, cleanText(v, true).slice(0, 2000)])),
+      }) as Promise<void>;
     const first = firstDelivery(body);
     try {
       const handler = views.get(callbackId);
@@ -247,7 +249,8 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       if (e instanceof ValidationErrors) return fieldErrors(e.fields);
       const message = fail(e, callbackId).text;
       const field = e instanceof UserError && e.field ? e.field : firstField;
-      if (field) return fieldErrors({ [field]: message.slice(0, 2000) });
+      // A field error is plain text: the message as written (a UserError's own words), not escaped.
+      if (field) return fieldErrors({ [field]: e instanceof UserError ? `:warning: ${e.message}` : message.text });
       await ack();
       await notify({ text: message }, { userId: (body as any).user.id, teamId: '' }, envelope, client).catch(() => {});
     }
