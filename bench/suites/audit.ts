@@ -27,6 +27,8 @@ import type { SuiteContext } from '../run.js';
 
 const SUITE = 'audit';
 const SAMPLES = Number(process.env.BENCH_AUDIT_SAMPLES ?? 100);
+/** BENCH_AUDIT_ONLY=<regex>: only the shapes (and "export") whose name matches, for partial runs while working. */
+const ONLY = process.env.BENCH_AUDIT_ONLY ? new RegExp(process.env.BENCH_AUDIT_ONLY, 'i') : undefined;
 const WARMUP = 10;
 const TARGET = { p: 95 as const, ms: 50 };
 
@@ -46,7 +48,7 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
     const { db } = await benchDatabase(ctx.databaseUrl, ctx.log, size);
     try {
       rows.push(...(await searchShapes(db, size, ctx)));
-      if (size === BENCH_AUDIT_ROWS) rows.push(...(await exportBench(db, ctx, size)));
+      if (size === BENCH_AUDIT_ROWS && (!ONLY || ONLY.test('export'))) rows.push(...(await exportBench(db, ctx, size)));
     } finally {
       await db.close();
     }
@@ -105,7 +107,7 @@ export async function buildShapes(db: Db, size: number): Promise<Shape[]> {
 async function searchShapes(db: Db, size: number, ctx: SuiteContext): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const label = sizeLabel(size).toUpperCase();
-  const shapes = await buildShapes(db, size);
+  const shapes = (await buildShapes(db, size)).filter((s) => !ONLY || ONLY.test(s.name));
 
   for (const shape of shapes) {
     const viaService: number[] = [];

@@ -436,8 +436,8 @@ export class AuditSearch {
    * in total and one inside the window are the only possible groups, and each is counted
    * exactly from an index-only range scan of the narrow copy — of the window itself, or for a
    * window longer than half the copy, of what lies before it (subtracted from the exact
-   * per-pair counter). `min: 1` groups the narrow copy
-   * directly; windows beyond what the copy keeps read audit_log itself.
+   * per-pair counter). `min: 1` adds the single attempts from the pair table (below); windows
+   * beyond what the copy keeps read audit_log itself.
    */
   async failedLogins(windowSeconds: number, min: number, limit = 50): Promise<{ groups: FailedLoginGroup[]; totalGroups: number }> {
     const params = [windowSeconds, min, limit];
@@ -453,16 +453,6 @@ export class AuditSearch {
              HAVING count(*) >= $2
               ORDER BY count(*) DESC, max("timestamp") DESC
               LIMIT $3`;
-    } else if (min < 2) {
-      sql = `SELECT nullif(ip_address, '') AS ip_address, nullif(username, '') AS username, count(*)::int AS attempts,
-                    min("timestamp") AS first_attempt, max("timestamp") AS last_attempt,
-                    (count(*) OVER ())::int AS total_groups
-               FROM warden_failed_login
-              WHERE "timestamp" > now() - make_interval(secs => $1)
-              GROUP BY ip_address, username
-             HAVING count(*) >= $2
-              ORDER BY count(*) DESC, max("timestamp") DESC
-              LIMIT $3`;
     } else {
       // The pair's counter is exact for the copy: a long window is counted from its short end.
       const long = windowSeconds > (FAILED_LOGIN_COPY_DAYS * 86400) / 2;
@@ -470,22 +460,50 @@ export class AuditSearch {
       const pair = `f.ip_address = c.ip_address AND f.username = c.username`;
       // Short window: one index-only range scan per pair gives count, first and last.
       // Long window: the rows before it are counted and subtracted; first and last are
-      // one index probe each.
+      // one index probe each. OFFSET 0 keeps the planner from inlining the subquery, which
+      // evaluated the count twice (in the filter and in the output).
       const lateral = long
         ? `SELECT (c.attempts - (SELECT count(*) FROM warden_failed_login f WHERE ${pair} AND f."timestamp" <= ${since}))::int AS attempts,
                   (SELECT min(f."timestamp") FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since}) AS first_attempt,
-                  (SELECT max(f."timestamp") FROM warden_failed_login f WHERE ${pair}) AS last_attempt`
+                  (SELECT max(f."timestamp") FROM warden_failed_login f WHERE ${pair}) AS last_attempt
+           OFFSET 0`
         : `SELECT count(*)::int AS attempts, min(f."timestamp") AS first_attempt, max(f."timestamp") AS last_attempt
              FROM warden_failed_login f WHERE ${pair} AND f."timestamp" > ${since}`;
-      sql = `SELECT nullif(c.ip_address, '') AS ip_address, nullif(c.username, '') AS username, x.attempts,
-                    x.first_attempt, x.last_attempt, (count(*) OVER ())::int AS total_groups
-               FROM warden_failed_login_pair c
+      const repeated = `FROM warden_failed_login_pair c
               CROSS JOIN LATERAL (${lateral}) x
               WHERE c.attempts >= 2 AND c.attempts >= $2
                 AND c.last_at > ${since}
                 AND x.attempts >= $2
               ORDER BY x.attempts DESC, x.last_attempt DESC
               LIMIT $3`;
+      if (min >= 2) {
+        sql = `SELECT nullif(c.ip_address, '') AS ip_address, nullif(c.username, '') AS username, x.attempts,
+                      x.first_attempt, x.last_attempt, (count(*) OVER ())::int AS total_groups
+                 ${repeated}`;
+      } else {
+        // min 1, without grouping every attempt of the window: a pair's last_at is its newest
+        // attempt (sql/019), so "last_at in the window" is exactly "a group of the window" and
+        // the total is a count of the pair table's index. The groups of two or more attempts
+        // (above, with min 2) come first; when they do not fill the page, all of them are on
+        // it, so every other pair in the window has exactly one attempt, at last_at: those
+        // follow, newest first (a LIMIT of 0 reads nothing). One statement, one now().
+        params[1] = 2;
+        sql = `WITH rep AS MATERIALIZED (
+                 SELECT c.ip_address AS raw_ip, c.username AS raw_username, x.attempts, x.first_attempt, x.last_attempt
+                 ${repeated})
+               SELECT nullif(u.raw_ip, '') AS ip_address, nullif(u.raw_username, '') AS username, u.attempts,
+                      u.first_attempt, u.last_attempt,
+                      (SELECT count(*) FROM warden_failed_login_pair p WHERE p.last_at > ${since})::int AS total_groups
+                 FROM (SELECT 0 AS part, rep.* FROM rep
+                       UNION ALL
+                       (SELECT 1, c.ip_address, c.username, 1, c.last_at, c.last_at
+                          FROM warden_failed_login_pair c
+                         WHERE c.last_at > ${since}
+                           AND NOT EXISTS (SELECT 1 FROM rep r WHERE r.raw_ip = c.ip_address AND r.raw_username = c.username)
+                         ORDER BY c.last_at DESC
+                         LIMIT $3 - (SELECT count(*) FROM rep))) u
+                ORDER BY u.part, u.attempts DESC, u.last_attempt DESC`;
+      }
     }
     const { rows } = await this.db.query<FailedLoginGroup & { total_groups: number }>(sql, params);
     return {

@@ -95,6 +95,44 @@ describe('failed logins from the trigger-kept copy', () => {
     expect((await search.failedLogins(3600, 5)).groups.find((g) => g.ip_address === '192.0.xxx.xxx')?.attempts).toBe(5);
   });
 
+  it('min 1: every group and the total from the pair table, also after the newest attempt of a pair left or moved back (sql/019)', async () => {
+    const search = new AuditSearch(db);
+    const moved = await failed(1, '203.0.113.77', 'dave');
+    await failed(3 * 24 * 60, '203.0.113.77', 'dave');
+    await failed(3, '203.0.113.78', 'erin');
+    const gone = await failed(2, '203.0.113.78', 'erin');
+    await db.query(`UPDATE audit_log SET "timestamp" = now() - interval '2 days' WHERE id = $1`, [moved]);
+    await db.query('DELETE FROM audit_log WHERE id = $1', [gone]);
+    const raw = async (windowSeconds: number) =>
+      (await db.query<{ ip_address: string | null; username: string | null; attempts: number; first_attempt: Date; last_attempt: Date }>(
+        `SELECT ip_address, details->>'username' AS username, count(*)::int AS attempts, min("timestamp") AS first_attempt, max("timestamp") AS last_attempt
+           FROM audit_log WHERE action = 'login_failed' AND "timestamp" > now() - make_interval(secs => $1)
+          GROUP BY 1, 2 ORDER BY 3 DESC, 5 DESC`,
+        [windowSeconds],
+      )).rows;
+    for (const windowSeconds of [3600, 86400, 7 * 86400, 30 * 86400]) {
+      const want = await raw(windowSeconds);
+      for (const limit of [1, 2, 5, 1000]) {
+        const got = await search.failedLogins(windowSeconds, 1, limit);
+        expect(got.totalGroups, `window ${windowSeconds}s, limit ${limit}`).toBe(want.length);
+        expect(got.groups.map((g) => g.attempts), `window ${windowSeconds}s, limit ${limit}`).toEqual(want.slice(0, limit).map((w) => w.attempts));
+      }
+      const all = (await search.failedLogins(windowSeconds, 1, 1000)).groups;
+      const key = (g: { ip_address: string | null; username: string | null }) => `${g.ip_address}|${g.username}`;
+      const byKey = new Map(want.map((w) => [key(w), w]));
+      expect(all.length).toBe(want.length);
+      for (const g of all) {
+        const w = byKey.get(key(g));
+        expect(w, key(g)).toBeDefined();
+        expect([g.attempts, new Date(g.first_attempt).getTime(), new Date(g.last_attempt).getTime()], key(g)).toEqual([
+          w!.attempts,
+          new Date(w!.first_attempt).getTime(),
+          new Date(w!.last_attempt).getTime(),
+        ]);
+      }
+    }
+  });
+
   it('keeps each pair counter equal to the copy, through prune and rebuild', async () => {
     const counters = async () =>
       (await db.query<{ ip_address: string; username: string; attempts: number }>(`SELECT ip_address, username, attempts FROM warden_failed_login_pair ORDER BY 1, 2`)).rows;
