@@ -110,12 +110,15 @@ export async function startWarden(opts: StartOptions): Promise<Warden> {
   await slackProbe.start();
   // Identity changes made on other replicas reach this one within a second (NOTIFY).
   await services.identity.start();
-  const { app } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply, metrics, slackProbe });
+  const { app, receiver } = createSlackApp({ config, logger, services, commands, interactionModules, socketMode: opts.socketMode, onErrorReply: opts.onErrorReply, metrics, slackProbe });
+  // Socket Mode: returns after the first connection attempt, connected or not (it keeps trying
+  // in the background and /readyz says so), so jobs and the SIGTERM handler are always installed.
   const server = opts.socketMode ? await app.start() : await app.start(config.PORT);
   const address = (server as any)?.address?.();
   const port = typeof address === 'object' && address ? address.port : config.PORT;
   const stopJobs = opts.jobs === false ? async () => {} : await startJobs(services);
-  logger.info({ port, mode: opts.socketMode ? 'socket' : 'http', database: db.kind, store: store.kind }, 'Warden is running');
+  const slackSocket = 'connected' in receiver ? { slackSocket: receiver.connected ? 'connected' : 'not connected' } : {};
+  logger.info({ port, mode: opts.socketMode ? 'socket' : 'http', database: db.kind, store: store.kind, ...slackSocket }, 'Warden is running');
   let stopping: Promise<void> | undefined;
   return {
     services,

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Logger as BoltLogger } from '@slack/bolt';
+import { App, HTTPReceiver, LogLevel, type Logger as BoltLogger } from '@slack/bolt';
 import type { CommandModule, InteractionModule } from '../../commands/types.js';
 import type { Config } from '../config.js';
 import { pendingMigrations } from '../db/migrate.js';
@@ -12,6 +12,7 @@ import { registerHome } from './home.js';
 import { WardenHTTPReceiver } from './receiver.js';
 import { instrumentApp } from './request-log.js';
 import { registerRoutes, type ErrorReplyObserver } from './router.js';
+import { WardenSocketModeReceiver } from './socket-mode.js';
 
 /** Bolt's Logger interface over pino, so Bolt's own lines get the same redaction. */
 export function boltLogger(logger: Logger): BoltLogger {
@@ -43,14 +44,26 @@ export interface Readiness {
   checks: Record<string, { ok: boolean; reason?: string }>;
 }
 
+/** Whether the Socket Mode connection is up (Socket Mode only). */
+export interface SocketState {
+  connected: boolean;
+  lastError?: string;
+}
+
 /**
- * /readyz: not shutting down, database and store reachable, migrations applied, and Slack
- * has accepted the bot token since start (when a probe is given). Each check names what is missing.
+ * /readyz: not shutting down, database and store reachable, migrations applied, Slack
+ * has accepted the bot token since start (when a probe is given), and in Socket Mode the
+ * socket is connected (no request can reach this replica otherwise). Each check names what is missing.
  */
-export async function readiness(services: Services, slack?: SlackAuthProbe): Promise<Readiness> {
+export async function readiness(services: Services, slack?: SlackAuthProbe, socket?: SocketState): Promise<Readiness> {
   const checks: Readiness['checks'] = {};
   if (services.lifecycle.draining) checks.shutdown = { ok: false, reason: 'Warden is shutting down' };
   if (slack) checks.slack = slack.ok ? { ok: true } : { ok: false, reason: slack.lastError ?? 'auth.test has not succeeded yet' };
+  if (socket) {
+    checks.slackSocket = socket.connected
+      ? { ok: true }
+      : { ok: false, reason: `slack socket is not connected (Socket Mode): ${socket.lastError ?? 'connecting'}` };
+  }
   const timed = <T>(p: Promise<T>) =>
     Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timed out after 2 s')), 2000))]);
   try {
@@ -125,9 +138,10 @@ function metricsRoute(metrics: Metrics | undefined, token: string | undefined) {
  * The Bolt app: HTTP receiver on POST /slack/events with signature verification,
  * GET /healthz and GET /readyz; or Socket Mode. The Web API base comes from SLACK_API_URL.
  */
-export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTTPReceiver | SocketModeReceiver } {
+export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTTPReceiver | WardenSocketModeReceiver } {
   const { config, logger, services } = opts;
   const bLogger = boltLogger(logger);
+  let socket: WardenSocketModeReceiver | undefined;
   const healthRoutes = [
     {
       path: '/healthz',
@@ -138,7 +152,7 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
       path: '/readyz',
       method: 'GET',
       handler: (_req: IncomingMessage, res: ServerResponse) => {
-        readiness(services, opts.slackProbe).then(
+        readiness(services, opts.slackProbe, socket).then(
           (r) => json(res, r.ok ? 200 : 503, { status: r.ok ? 'ready' : 'unready', checks: r.checks }),
           (e) => json(res, 503, { status: 'unready', reason: (e as Error).message }),
         );
@@ -147,7 +161,15 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
     metricsRoute(opts.metrics, config.METRICS_TOKEN),
   ];
   const receiver = opts.socketMode
-    ? new SocketModeReceiver({ appToken: config.SLACK_APP_TOKEN!, logger: bLogger, customRoutes: healthRoutes, installerOptions: { port: config.PORT } })
+    ? (socket = new WardenSocketModeReceiver({
+        appToken: config.SLACK_APP_TOKEN!,
+        slackApiUrl: config.SLACK_API_URL,
+        apiTimeoutMs: config.SLACK_TIMEOUT_MS,
+        port: config.PORT,
+        routes: healthRoutes,
+        boltLogger: bLogger,
+        logger,
+      }))
     : new WardenHTTPReceiver({
         wardenLogger: logger,
         signingSecret: config.SLACK_SIGNING_SECRET!,

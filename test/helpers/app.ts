@@ -22,6 +22,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export type Transport = 'http' | 'socket';
+
 export interface TestApp {
   warden: Warden;
   fake: FakeSlack;
@@ -44,8 +46,14 @@ export async function startTestApp(opts: {
   jobs?: boolean;
   /** Capture log lines (e.g. a pino logger writing to a stream); silent by default. */
   logger?: Logger;
+  /**
+   * How Slack reaches the app: signed HTTP requests (default) or Socket Mode over the fake's
+   * WebSocket (SLACK_APP_TOKEN set); the driver's commands, clicks and submissions work on both.
+   */
+  transport?: Transport;
 }): Promise<TestApp> {
   const fake = opts.fake ?? (await new FakeSlack().start());
+  const socket = opts.transport === 'socket' ? await fake.enableSocketMode() : undefined;
   const port = await freePort();
   const config = loadConfig({
     SLACK_BOT_TOKEN: 'xoxb-test-token',
@@ -59,6 +67,7 @@ export async function startTestApp(opts: {
     OUTBOX_PACE_MS: '0',
     // Tests stop apps all the time; the drain before closing the port is tested on its own.
     SHUTDOWN_DRAIN_MS: '0',
+    ...(socket ? { SLACK_APP_TOKEN: socket.appToken } : {}),
     ...opts.env,
   });
   const warden = await startWarden({
@@ -68,9 +77,10 @@ export async function startTestApp(opts: {
     store: opts.store,
     mailer: opts.mailer,
     jobs: opts.jobs ?? false,
+    socketMode: !!socket,
   });
   const url = `http://127.0.0.1:${warden.port}`;
-  const driver = new SlackDriver({ appUrl: url, signingSecret: SIGNING_SECRET, fake });
+  const driver = new SlackDriver({ appUrl: url, signingSecret: SIGNING_SECRET, fake, socket });
   return {
     warden,
     fake,

@@ -1,12 +1,15 @@
 import crypto from 'node:crypto';
 import { request } from 'undici';
 import type { CapturedCall, FakeSlack } from './fake-slack.js';
+import type { SocketModeSide } from './socket-mode.js';
 
 /**
  * Plays Slack's part towards a running Warden: builds slash-command, button and modal
  * payloads as Slack sends them, signs them with the signing secret (v0 HMAC-SHA256 over
- * `v0:timestamp:body`) and POSTs them to /slack/events. Replies are read back from the
- * FakeSlack that stands in for the Web API and response URLs.
+ * `v0:timestamp:body`) and POSTs them to /slack/events — or, in Socket Mode, sends the same
+ * payloads as envelopes over the fake's WebSocket and answers with the app's ack (status 200,
+ * the ack's payload as the body), so that every flow runs unchanged on both transports.
+ * Replies are read back from the FakeSlack that stands in for the Web API and response URLs.
  */
 
 export interface HttpAnswer {
@@ -35,7 +38,7 @@ export class SlackDriver {
   private seq = 0;
 
   constructor(
-    readonly opts: { appUrl: string; signingSecret: string; fake: FakeSlack; teamId?: string },
+    readonly opts: { appUrl: string; signingSecret: string; fake: FakeSlack; teamId?: string; socket?: SocketModeSide },
   ) {
     this.teamId = opts.teamId ?? 'T_WARDEN';
   }
@@ -47,6 +50,11 @@ export class SlackDriver {
 
   /** POSTs a raw body with the given headers (tests use it for unsigned or forged requests). */
   async post(body: string, headers: Record<string, string>): Promise<HttpAnswer> {
+    if (this.opts.socket) {
+      // Socket Mode: no signature and no HTTP; a missing, late or refused ack rejects.
+      const ack = await this.opts.socket.deliver(body, headers['content-type']);
+      return { status: 200, body: Object.keys(ack.payload).length ? JSON.stringify(ack.payload) : '' };
+    }
     const res = await request(`${this.opts.appUrl}/slack/events`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { checkBlocks, checkView, invalidBlocks } from './block-kit-rules.js';
+import type { SocketModeSide } from './socket-mode.js';
 
 /**
  * A local stand-in for Slack's Web API and response URLs. It records every call so tests
@@ -95,18 +96,35 @@ export class FakeSlack {
   /** When set, every Web API call is accepted and never answered (Slack hanging). */
   hang = false;
   url = '';
+  /** Slack's Socket Mode side, once enabled (`enableSocketMode`). */
+  socket?: SocketModeSide;
 
   async start(port = 0): Promise<this> {
     this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server.on('upgrade', (req, socket, head) => {
+      if (this.socket) this.socket.upgrade(req, socket, head);
+      else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    });
     await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
     const { port: p } = this.server.address() as AddressInfo;
     this.url = `http://127.0.0.1:${p}`;
     return this;
   }
 
+  /**
+   * Serves Socket Mode for the app-level token: `apps.connections.open` and its WebSocket.
+   * Loaded on demand so that the console does not need `ws` (a development dependency).
+   */
+  async enableSocketMode(appToken = 'xapp-1-A_WARDEN-1-fake'): Promise<SocketModeSide> {
+    const { SocketModeSide } = await import('./socket-mode.js');
+    this.socket ??= new SocketModeSide(() => this.url, appToken);
+    return this.socket;
+  }
+
   async stop(): Promise<void> {
     for (const t of this.heldTimers) clearTimeout(t);
     this.heldTimers.clear();
+    await this.socket?.close();
     if (!this.server) return;
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server!.close(() => resolve()));
@@ -247,7 +265,7 @@ export class FakeSlack {
       this.heldTimers.add(t);
     };
     const apply = () => {
-      const result = this.answer(method, args);
+      const result = this.answer(method, args, token);
       this.record({ method, args, at: Date.now(), token, result });
       return result;
     };
@@ -272,7 +290,10 @@ export class FakeSlack {
     this.record({ method: `${method}!hung`, args, at: Date.now(), token });
   }
 
-  private answer(method: string, args: Record<string, any>): Record<string, unknown> {
+  private answer(method: string, args: Record<string, any>, token?: string): Record<string, unknown> {
+    // apps.connections.open takes only the app-level token; every other method refuses it.
+    if (method === 'apps.connections.open') return this.socket ? this.socket.open(token) : { ok: false, error: 'not_allowed_token_type' };
+    if (token?.startsWith('xapp-')) return { ok: false, error: 'not_allowed_token_type' };
     const ts = () => {
       this.lastTsMicros = Math.max(this.lastTsMicros + 1, Date.now() * 1000);
       return `${Math.floor(this.lastTsMicros / 1e6)}.${String(this.lastTsMicros % 1e6).padStart(6, '0')}`;
