@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ViewHandler, ActionHandler, InteractionModule } from './types.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
-import { md } from '../src/ui.js';
+import { md, mrkdwn } from '../src/ui.js';
 import { lockoutAttemptsMessage } from '../src/slack/cards/lockouts.js';
 
 /**
@@ -20,7 +20,7 @@ const clickUnlock: ActionHandler = async (ctx, value) => {
   if (alert.unlocked_at) {
     return {
       kind: 'message',
-      message: { text: `${md.escape(alert.username)} was already unlocked by ${md.escape(alert.unlocked_by ?? 'an admin')} at ${md.date(alert.unlocked_at)}.` },
+      message: { text: mrkdwn`${alert.username} was already unlocked by ${alert.unlocked_by ?? 'an admin'} at ${md.date(alert.unlocked_at)}.` },
     };
   }
   return {
@@ -30,7 +30,7 @@ const clickUnlock: ActionHandler = async (ctx, value) => {
       title: 'Unlock account',
       submit: 'Unlock',
       metadata: JSON.stringify({ a }),
-      intro: `Unlock *${md.escape(alert.username)}*, locked at ${md.date(alert.locked_at)}? Its failed login counter is reset and it can sign in again at once.`,
+      intro: mrkdwn`Unlock ${md.bold(alert.username)}, locked at ${md.date(alert.locked_at)}? Its failed login counter is reset and it can sign in again at once.`,
       fields: [totpField],
     },
   };
@@ -50,7 +50,7 @@ const submitUnlock: ViewHandler = async (ctx, values, metadata) => {
   return {
     kind: 'close',
     notice: {
-      text: `:unlock: Unlocked *${md.escape(alert.username)}* (${r.before.failed_login_attempts ?? 0} failed attempts cleared). The alert shows who unlocked it.`,
+      text: mrkdwn`:unlock: Unlocked ${md.bold(alert.username)} (${r.before.failed_login_attempts ?? 0} failed attempts cleared). The alert shows who unlocked it.`,
     },
   };
 };

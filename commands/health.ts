@@ -11,7 +11,7 @@ import {
 import { ACK_ACTION, type IncidentRow } from '../src/services/incidents.js';
 import { componentLine, incidentName, renderIncident } from '../src/slack/cards/incidents.js';
 import type { OutboxStats } from '../src/services/outbox.js';
-import { md, type Block, type Message } from '../src/ui.js';
+import { md, mrkdwn, type Block, type Message, type Mrkdwn } from '../src/ui.js';
 import { noArgs, parseArgs } from './grammar.js';
 import { parseButtonValue } from './shared.js';
 import type { CommandModule, Subcommand } from './types.js';
@@ -55,59 +55,63 @@ const pool: Subcommand<z.infer<typeof noArgs>> = {
 export function renderHealth(report: HealthReport, open: IncidentRow[] = [], outbox: OutboxStats | null = null): Message {
   const blocks: Block[] = [
     { type: 'header', text: `${STATUS_EMOJI[report.status]} System health: ${report.status}` },
-    { type: 'context', text: `Checked ${md.date(new Date(report.checkedAt))} · overall = the worst component (not configured ones excepted)` },
+    { type: 'context', text: mrkdwn`Checked ${md.date(new Date(report.checkedAt))} · overall = the worst component (not configured ones excepted)` },
   ];
-  const lines: string[] = [];
+  const lines: Mrkdwn[] = [];
   for (const c of report.components) {
     if (c.key === 'scheduler') continue;
-    lines.push(String(componentLine(c)));
-    for (const d of c.details ?? []) lines.push(`      ◦ ${md.escape(d)}`);
-    lines.push(`      _${md.escape(c.thresholds)}_`);
+    lines.push(componentLine(c));
+    for (const d of c.details ?? []) lines.push(mrkdwn`      ◦ ${d}`);
+    lines.push(mrkdwn`      _${c.thresholds}_`);
   }
-  blocks.push({ type: 'text', text: lines.join('\n') });
+  blocks.push({ type: 'text', text: md.join(lines, '\n') });
   const sched = report.components.find((c) => c.key === 'scheduler');
   if (sched) {
     const jobLines = report.jobs.map(jobLine);
     blocks.push({
       type: 'text',
-      text: `${componentLine(sched)}\n${jobLines.length ? jobLines.join('\n') : '_No job runs recorded yet._'}\n      _${md.escape(sched.thresholds)}_`,
+      text: mrkdwn`${componentLine(sched)}\n${jobLines.length ? md.join(jobLines, '\n') : mrkdwn`_No job runs recorded yet._`}\n      _${sched.thresholds}_`,
     });
   }
   if (open.length) {
     blocks.push({
       type: 'text',
-      text: open
-        .map(
+      text: md.join(
+        open.map(
           (i) =>
-            `:rotating_light: *Open incident #${i.id}* — ${i.last_status} since ${md.date(i.opened_at)} · ${md.escape(incidentName(i))}` +
-            (i.acknowledged_at ? ` · acknowledged by ${i.acknowledged_by_slack ? md.user(i.acknowledged_by_slack) : md.escape(i.acknowledged_by_name ?? 'someone')}` : ' · not acknowledged'),
-        )
-        .join('\n'),
+            mrkdwn`:rotating_light: *Open incident #${i.id}* — ${i.last_status} since ${md.date(i.opened_at)} · ${incidentName(i)}${
+              i.acknowledged_at
+                ? mrkdwn` · acknowledged by ${i.acknowledged_by_slack ? md.user(i.acknowledged_by_slack) : md.text(i.acknowledged_by_name ?? 'someone')}`
+                : ' · not acknowledged'
+            }`,
+        ),
+        '\n',
+      ),
     });
   }
   if (outbox) blocks.push({ type: 'text', text: outboxLine(outbox) });
-  blocks.push({ type: 'context', text: 'Connection usage and trend: `/health pool`' });
-  return { text: `System health: ${report.status}`, blocks };
+  blocks.push({ type: 'context', text: mrkdwn`Connection usage and trend: \`/health pool\`` });
+  return { text: mrkdwn`System health: ${report.status}`, blocks };
 }
 
 /** The alert outbox's backlog: alerts decided but not yet in Slack (Slack down, rate limited). */
-function outboxLine(o: OutboxStats): string {
-  if (!o.pending) return ':incoming_envelope: *Alert delivery* — nothing waiting in the outbox';
-  const oldest = o.oldestPendingAt ? ` (oldest queued ${md.date(new Date(o.oldestPendingAt))})` : '';
+function outboxLine(o: OutboxStats): Mrkdwn {
+  if (!o.pending) return mrkdwn`:incoming_envelope: *Alert delivery* — nothing waiting in the outbox`;
+  const oldest = o.oldestPendingAt ? mrkdwn` (oldest queued ${md.date(new Date(o.oldestPendingAt))})` : '';
   const parked = o.parked ? `, ${o.parked} refused by Slack and retried slowly` : '';
-  const last = o.lastError ? ` — last error: ${md.escape(o.lastError.slice(0, 200))}` : '';
-  return `:incoming_envelope: *Alert delivery* — ${o.pending} alert${o.pending === 1 ? '' : 's'} waiting${oldest}${parked}${last}`;
+  const last = o.lastError ? mrkdwn` — last error: ${o.lastError.slice(0, 200)}` : '';
+  return mrkdwn`:incoming_envelope: *Alert delivery* — ${o.pending} alert${o.pending === 1 ? '' : 's'} waiting${oldest}${parked}${last}`;
 }
 
-function jobLine(j: JobHealth): string {
+function jobLine(j: JobHealth): Mrkdwn {
   const flag = j.stale || j.failing ? ':warning:' : ':white_check_mark:';
   const bits = [
     intervalText(j.intervalMs),
-    j.lastSuccess ? `last success ${md.date(new Date(j.lastSuccess))}` : 'never succeeded',
+    j.lastSuccess ? mrkdwn`last success ${md.date(new Date(j.lastSuccess))}` : 'never succeeded',
     `${j.runs} run${j.runs === 1 ? '' : 's'}, ${j.failures} failed`,
   ];
   const tag = j.stale ? ' *STALE*' : j.failing ? ' *FAILING*' : '';
-  return `      ${flag} \`${md.escape(j.job)}\`${tag} — ${bits.join(' · ')} — ${md.escape(j.note)}`;
+  return mrkdwn`      ${flag} ${md.code(j.job)}${tag} — ${md.join(bits, ' · ')} — ${j.note}`;
 }
 
 const ARROWS = { increasing: ':arrow_upper_right:', decreasing: ':arrow_lower_right:', stable: ':arrow_right:', 'not enough samples': ':grey_question:' };
@@ -117,30 +121,29 @@ export function renderPool(p: PoolReport): Message {
   const blocks: Block[] = [];
   if (!p.reading || !p.band) {
     blocks.push({ type: 'header', text: `${STATUS_EMOJI.unknown} Connection pool: unknown` });
-    blocks.push({ type: 'text', text: `Could not measure: ${md.escape(p.error ?? 'no answer')}\n*Recommendation:* ${p.recommendation}` });
+    blocks.push({ type: 'text', text: mrkdwn`Could not measure: ${p.error ?? 'no answer'}\n*Recommendation:* ${p.recommendation}` });
   } else {
     const r = p.reading;
     blocks.push({ type: 'header', text: `${BAND_EMOJI[p.band]} Connection pool: ${r.percent}% — ${p.band}` });
     blocks.push({
       type: 'fields',
       fields: [
-        `*In use*\n${r.inUse} of ${r.max} connections (\`SHOW max_connections\`)`,
-        `*Available*\n${Math.max(0, r.max - r.inUse)}`,
-        `*Band*\n${BAND_EMOJI[p.band]} ${p.band}`,
-        `*Warden's own pool*\n${r.own.total} open, ${r.own.idle} idle, ${r.own.waiting} waiting (max ${r.own.max})`,
+        mrkdwn`*In use*\n${r.inUse} of ${r.max} connections (\`SHOW max_connections\`)`,
+        mrkdwn`*Available*\n${Math.max(0, r.max - r.inUse)}`,
+        mrkdwn`*Band*\n${BAND_EMOJI[p.band]} ${p.band}`,
+        mrkdwn`*Warden's own pool*\n${r.own.total} open, ${r.own.idle} idle, ${r.own.waiting} waiting (max ${r.own.max})`,
       ],
     });
   }
   const t = p.trend;
   const trendText =
     t.samples.length >= 2
-      ? `${ARROWS[t.direction]} *${t.direction}* (${t.change! >= 0 ? '+' : ''}${t.change} points) \`${sparkline(t.samples.map((s) => s.percent))}\`\n` +
-        `min ${t.min}% · avg ${t.avg}% · max ${t.max}% over ${t.samples.length} samples since ${md.date(new Date(t.samples[0].at))}`
-      : `${ARROWS['not enough samples']} not enough samples yet (${t.samples.length}); the health job stores one each run.`;
-  blocks.push({ type: 'text', text: `*Trend (last 10 minutes)*\n${trendText}` });
-  if (p.reading) blocks.push({ type: 'text', text: `*Recommendation:* ${p.recommendation}` });
-  blocks.push({ type: 'context', text: md.escape(legend) });
-  return { text: p.reading ? `Connection pool ${p.reading.percent}% (${p.band})` : 'Connection pool: unknown', blocks };
+      ? mrkdwn`${ARROWS[t.direction]} ${md.bold(t.direction)} (${t.change! >= 0 ? '+' : ''}${t.change ?? 0} points) ${md.code(sparkline(t.samples.map((s) => s.percent)))}\nmin ${t.min ?? 0}% · avg ${t.avg ?? 0}% · max ${t.max ?? 0}% over ${t.samples.length} samples since ${md.date(new Date(t.samples[0].at))}`
+      : mrkdwn`${ARROWS['not enough samples']} not enough samples yet (${t.samples.length}); the health job stores one each run.`;
+  blocks.push({ type: 'text', text: mrkdwn`*Trend (last 10 minutes)*\n${trendText}` });
+  if (p.reading) blocks.push({ type: 'text', text: mrkdwn`*Recommendation:* ${p.recommendation}` });
+  blocks.push({ type: 'context', text: md.text(legend) });
+  return { text: p.reading ? mrkdwn`Connection pool ${p.reading.percent}% (${p.band ?? 'unknown'})` : mrkdwn`Connection pool: unknown`, blocks };
 }
 
 const ackValue = z.object({ i: z.number().int().positive() }).strict();

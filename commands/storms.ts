@@ -3,7 +3,7 @@ import type { ActionHandler, InteractionModule, ViewHandler } from './types.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import { ConflictError } from '../src/errors.js';
 import { STORM_ACTIONS } from '../src/slack/cards/storms.js';
-import { md } from '../src/ui.js';
+import { md, mrkdwn } from '../src/ui.js';
 
 /**
  * Buttons of a lockout storm's summary message (issue 12). Admins only: the router refuses
@@ -18,8 +18,8 @@ const AGAIN = 'the storm message in the security channel';
 const clickUnlockAll: ActionHandler = async (ctx, value) => {
   const { s } = parseButtonValue(stormValue, value, AGAIN);
   const locked = await ctx.services.storms.lockedAlerts(s);
-  if (!locked.length) return { kind: 'message', message: { text: 'Every account of this storm is already unlocked.' } };
-  const names = locked.slice(0, 30).map((a) => md.code(a.username)).join(', ');
+  if (!locked.length) return { kind: 'message', message: { text: mrkdwn`Every account of this storm is already unlocked.` } };
+  const names = md.join(locked.slice(0, 30).map((a) => md.code(a.username)), ', ');
   return {
     kind: 'modal',
     modal: {
@@ -27,10 +27,9 @@ const clickUnlockAll: ActionHandler = async (ctx, value) => {
       title: 'Unlock all listed',
       submit: 'Unlock all',
       metadata: JSON.stringify({ s }),
-      intro:
-        `Unlock the *${locked.length}* account${locked.length === 1 ? '' : 's'} of storm #${s} that are still locked: ${names}` +
-        `${locked.length > 30 ? ` and ${locked.length - 30} more` : ''}? Their failed login counters are reset. ` +
-        'In a credential-stuffing attack, make sure the attack has stopped (or the passwords were reset) first.',
+      intro: mrkdwn`Unlock the *${locked.length}* account${locked.length === 1 ? '' : 's'} of storm #${s} that are still locked: ${names}${
+        locked.length > 30 ? ` and ${locked.length - 30} more` : ''
+      }? Their failed login counters are reset. In a credential-stuffing attack, make sure the attack has stopped (or the passwords were reset) first.`,
       fields: [totpField],
     },
   };
@@ -63,7 +62,7 @@ const submitUnlockAll: ViewHandler = async (ctx, values, metadata) => {
   return {
     kind: 'close',
     notice: {
-      text: `:unlock: Unlocking ${locked.length} account${locked.length === 1 ? '' : 's'} of storm #${s} (one audit row each). The storm message shows when it is done and who did it.`,
+      text: mrkdwn`:unlock: Unlocking ${locked.length} account${locked.length === 1 ? '' : 's'} of storm #${s} (one audit row each). The storm message shows when it is done and who did it.`,
     },
   };
 };
@@ -73,7 +72,7 @@ const clickCards: ActionHandler = async (ctx, value) => {
   const n = await ctx.services.storms.postCards(ctx.actor, s, (q, alertId) => ctx.services.lockouts.cardOf(q, alertId));
   return {
     kind: 'message',
-    message: { text: n ? `Posting ${n} individual card${n === 1 ? '' : 's'} in the storm's thread (about one a second).` : 'Every lockout of this storm already has its card.' },
+    message: { text: n ? mrkdwn`Posting ${n} individual card${n === 1 ? '' : 's'} in the storm's thread (about one a second).` : mrkdwn`Every lockout of this storm already has its card.` },
   };
 };
 

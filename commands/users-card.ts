@@ -1,32 +1,32 @@
 import { isLocked, type UserRow } from '../src/domain/user.js';
 import type { Services } from '../src/services/index.js';
 import { accountStatus } from '../src/services/user-admin.js';
-import { md, type Block, type Button, type Message } from '../src/ui.js';
+import { md, mrkdwn, type Block, type Button, type Message, type Mrkdwn } from '../src/ui.js';
 
 /** The account card of `/users show` (and of every change that returns one), with its buttons. */
 
-export function statusText(u: UserRow): string {
+export function statusText(u: UserRow): Mrkdwn {
   switch (accountStatus(u)) {
     case 'disabled':
-      return ':no_entry: disabled';
+      return mrkdwn`:no_entry: disabled`;
     case 'locked':
-      return `:lock: locked until ${md.date(u.locked_until)}`;
+      return mrkdwn`:lock: locked until ${md.date(u.locked_until)}`;
     default:
-      return 'active';
+      return mrkdwn`active`;
   }
 }
 
 export async function renderUserCard(services: Services, u: UserRow): Promise<Message> {
   const locked = isLocked(u);
   const fields = [
-    `*Role*\n${u.role}`,
-    `*Dispatch area*\n${u.dispatch_area ? md.escape(u.dispatch_area) : '—'}`,
-    `*E-mail*\n${md.escape(services.masker.email(u.email))}`,
-    `*Status*\n${statusText(u)}`,
-    `*Failed attempts*\n${u.failed_login_attempts ?? 0}${u.last_failed_login ? ` (last ${md.date(u.last_failed_login)})` : ''}`,
-    `*2FA*\n${u.two_fa_enabled ? 'enabled' : 'not enabled'}`,
-    `*Created*\n${md.date(u.created_at)}`,
-    `*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
+    mrkdwn`*Role*\n${u.role}`,
+    mrkdwn`*Dispatch area*\n${u.dispatch_area ?? '—'}`,
+    mrkdwn`*E-mail*\n${services.masker.email(u.email)}`,
+    mrkdwn`*Status*\n${statusText(u)}`,
+    mrkdwn`*Failed attempts*\n${u.failed_login_attempts ?? 0}${u.last_failed_login ? mrkdwn` (last ${md.date(u.last_failed_login)})` : ''}`,
+    mrkdwn`*2FA*\n${u.two_fa_enabled ? 'enabled' : 'not enabled'}`,
+    mrkdwn`*Created*\n${md.date(u.created_at)}`,
+    mrkdwn`*Last login*\n${u.last_login ? md.date(u.last_login) : 'never'}`,
   ];
   const blocks: Block[] = [
     { type: 'header', text: u.username },
@@ -35,7 +35,7 @@ export async function renderUserCard(services: Services, u: UserRow): Promise<Me
   const actions = userActionButtons(u);
   if (actions.length) blocks.push({ type: 'buttons', buttons: actions });
   const status = accountStatus(u);
-  return { text: `${u.username}: ${u.role}${locked ? `, ${status}` : ''}`, blocks };
+  return { text: mrkdwn`${u.username}: ${u.role}${locked ? `, ${status}` : ''}`, blocks };
 }
 
 /**

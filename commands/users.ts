@@ -5,7 +5,7 @@ import { accountStatus } from '../src/services/user-admin.js';
 import { UserError } from '../src/errors.js';
 import type { Services } from '../src/services/index.js';
 import type { UserFilter } from '../src/services/users.js';
-import { md, type Block, type Button, type Message } from '../src/ui.js';
+import { md, mrkdwn, type Block, type Button, type Message, type Mrkdwn } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
 import { adminActions, adminSubcommands, adminViews } from './users-admin.js';
 import { renderUserCard } from './users-card.js';
@@ -63,12 +63,12 @@ export async function renderUserPage(
   const page = await services.users.list(filter, cursor);
   const described = describeFilter(filter);
   if (page.total === 0) {
-    return { text: `No users match ${described}.` };
+    return { text: mrkdwn`No users match ${described}.` };
   }
   const lines = page.users.map((u) => userLine(services, u));
   const blocks: Block[] = [
-    { type: 'text', text: matchPhrase(`*${page.total} user${page.total === 1 ? '' : 's'}*`, page.total, described) },
-    { type: 'text', text: lines.join('\n') },
+    { type: 'text', text: matchPhrase(md.bold(`${page.total} user${page.total === 1 ? '' : 's'}`), page.total, described) },
+    { type: 'text', text: md.join(lines, '\n') },
   ];
   const buttons: Button[] = [];
   if (page.hasPrev && page.first) {
@@ -78,28 +78,28 @@ export async function renderUserPage(
     buttons.push({ text: 'Next ▶', actionId: 'users:page', value: JSON.stringify({ f: filter, a: page.last }) });
   }
   if (buttons.length) blocks.push({ type: 'buttons', buttons });
-  blocks.push({ type: 'context', text: 'Details: `/users show USERNAME`' });
+  blocks.push({ type: 'context', text: mrkdwn`Details: \`/users show USERNAME\`` });
   return { text: matchPhrase(`${page.total} user${page.total === 1 ? '' : 's'}`, page.total, described), blocks };
 }
 
-function describeFilter(f: UserFilter): string {
+function describeFilter(f: UserFilter): Mrkdwn {
   const parts = Object.entries(f)
     .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k}:${v}`);
-  return parts.length ? parts.map(md.code).join(' ') : 'no filter';
+    .map(([k, v]) => md.code(`${k}:${v}`));
+  return parts.length ? md.join(parts, ' ') : md.text('no filter');
 }
 
-function userLine(services: Services, u: UserRow): string {
+function userLine(services: Services, u: UserRow): Mrkdwn {
   const bits = [
-    `*${md.escape(u.username)}*`,
+    md.bold(u.username),
     u.role,
-    u.dispatch_area ? md.escape(u.dispatch_area) : null,
+    u.dispatch_area ?? null,
     services.masker.email(u.email),
     isLocked(u) ? (accountStatus(u) === 'disabled' ? ':no_entry: disabled' : ':lock: locked') : null,
     u.two_fa_enabled ? '2FA' : u.role === 'admin' ? ':warning: no 2FA' : null,
-    `last login ${u.last_login ? md.date(u.last_login) : 'never'}`,
-  ].filter(Boolean);
-  return `• ${bits.join(' · ')}`;
+    u.last_login ? mrkdwn`last login ${md.date(u.last_login)}` : 'last login never',
+  ].filter((b): b is Mrkdwn | string => b !== null);
+  return mrkdwn`• ${md.join(bits, ' · ')}`;
 }
 
 export { renderUserCard, userActionButtons } from './users-card.js';
