@@ -4,6 +4,7 @@ import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
 import { ConflictError } from '../src/errors.js';
 import { STORM_ACTIONS } from '../src/slack/cards/storms.js';
 import { md, mrkdwn } from '../src/ui.js';
+import type { Queryable } from '../src/db/index.js';
 
 /**
  * Buttons of a lockout storm's summary message (issue 12). Admins only: the router refuses
@@ -41,24 +42,26 @@ const submitUnlockAll: ViewHandler = async (ctx, values, metadata) => {
   await services.stepUp.verify(actor, typeof values.totp === 'string' ? values.totp : null, 'unlock_all');
   const locked = await services.storms.lockedAlerts(s);
   // A hundred audited unlocks can take longer than Slack's 3 seconds: the form closes at once
-  // and the storm message shows the result. Each unlock commits on its own with its audit row;
-  // if the process stops half-way, clicking again unlocks the rest.
+  // and the storm message shows the result. Each unlock commits on its own with its audit row
+  // AND the storm's mark of that account, so a stop half-way leaves nothing listed wrong, and
+  // clicking again unlocks exactly the rest.
+  const mark = (alertId: number) => (q: Queryable) =>
+    services.storms.markOneUnlocked(q, actor, s, alertId, (tq, id) => services.lockouts.cardOf(tq, id));
   const work = (async () => {
-    const done: number[] = [];
     for (const a of locked) {
       try {
         // The same unlock as `/users unlock` (admin check, guide's SQL, unlock_account audit row);
         // the one step-up above covers the whole batch.
-        await services.userAdmin.unlockAfterStepUp(actor, a.username);
+        await services.userAdmin.unlockAfterStepUp(actor, a.username, { alsoInTx: mark(a.id) });
       } catch (e) {
         // Unlocked elsewhere meanwhile (or disabled): nothing to do; the record says it is not locked.
         if (!(e instanceof ConflictError)) throw e;
+        await services.db.tx(mark(a.id));
       }
-      done.push(a.id);
     }
-    await services.storms.markUnlocked(actor, s, done, (q, alertId) => services.lockouts.cardOf(q, alertId));
+    await services.storms.markAllUnlocked(actor, s);
   })();
-  work.catch((err: unknown) => services.logger.error({ err, storm: s }, 'unlocking the accounts of a storm failed; click again to finish'));
+  work.catch((err: unknown) => services.logger.error({ err, storm: s }, 'unlocking the accounts of a storm stopped; click again to finish the rest'));
   return {
     kind: 'close',
     notice: {

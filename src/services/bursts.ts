@@ -7,6 +7,7 @@ import type { Message } from '../ui.js';
 import { burstMessage } from '../slack/cards/bursts.js';
 import type { Masker } from './masking.js';
 import type { Outbox } from './outbox.js';
+import type { AlertStorms } from './storms.js';
 
 /**
  * Brute-force alerts (issue 7): more than FAILED_LOGIN_BURST_THRESHOLD `login_failed` rows
@@ -49,6 +50,7 @@ export interface BurstDeps {
   outbox: Outbox;
   masker: Masker;
   logger: Logger;
+  storms: AlertStorms;
 }
 
 export interface BurstRow {
@@ -60,6 +62,8 @@ export interface BurstRow {
   post_id: number;
   first_seen: Date;
   last_seen: Date;
+  /** Set when the burst is part of a storm (counted in its summary instead of its own message). */
+  storm_id?: number | null;
 }
 
 export class BurstAlerts {
@@ -113,7 +117,11 @@ export class BurstAlerts {
             ORDER BY ip_address`,
           [k.action, windowSec, threshold],
         );
-        for (const r of rows) queued += await this.upsert(q, channel, k, r, windowSec, threshold);
+        // Failed-login bursts from more IPs than the storm rate at once (credential stuffing) join
+        // one storm summary instead of a message per IP; so does any burst while a storm is open.
+        const activeIps = rows.filter((r) => new Date(r.last).getTime() > Date.now() - 60_000).length;
+        const stormy = k.kind === 'failed_login' && rows.length > 0 && (await this.deps.storms.stormyForBursts(q, channel, activeIps));
+        for (const r of rows) queued += await this.upsert(q, channel, k, r, windowSec, threshold, stormy);
         // Alerts whose window is still open but whose IP dropped under the sliding threshold
         // still get their count brought up to date.
         const open = await q.query<BurstRow>(
@@ -128,7 +136,10 @@ export class BurstAlerts {
       );
       await q.query(`DELETE FROM warden_burst_alert WHERE window_start < now() - interval '7 days'`);
       return queued;
-    });
+    }).finally(() =>
+      // A storm these bursts joined shows them once this transaction is committed.
+      this.deps.storms.renderOwed().catch((err: unknown) => this.deps.logger.warn({ err }, 'rendering a storm message failed; the next scan retries')),
+    );
   }
 
   private async upsert(
@@ -138,6 +149,7 @@ export class BurstAlerts {
     r: { ip: string; n: number; first: Date; last: Date },
     windowSec: number,
     threshold: number,
+    stormy: boolean,
   ): Promise<number> {
     const current = await q.query<BurstRow>(
       `SELECT * FROM warden_burst_alert
@@ -156,6 +168,11 @@ export class BurstAlerts {
     );
     if (!inserted.rows[0]) return 0;
     const row = inserted.rows[0];
+    if (stormy) {
+      await this.deps.storms.addBurst(q, channel, { kind: k.kind, ip: r.ip, windowStart: row.window_start });
+      return 1;
+    }
+    // (If a storm opens while this post still waits for the channel's pace, it is withdrawn into it.)
     const postId = await this.deps.outbox.post(q, channel, this.message(k, row, windowSec, threshold), {
       dedupeKey: `burst:${k.kind}:${r.ip}:${r.first.getTime()}`,
     });
@@ -177,7 +194,13 @@ export class BurstAlerts {
         WHERE kind = $1 AND ip_address = $2 AND window_start = $3 RETURNING *`,
       [k.kind, a.ip_address, a.window_start, stats.n, JSON.stringify(stats.usernames), stats.last],
     );
-    await this.deps.outbox.update(q, a.post_id, this.message(k, rows[0], windowSec, threshold));
+    if (rows[0].storm_id) {
+      // Part of a storm: its summary shows the new count.
+      await this.deps.storms.touch(q, rows[0].storm_id);
+      if (!a.post_id) return 1;
+    }
+    // Its own message (also when a storm opened after it was posted).
+    if (a.post_id) await this.deps.outbox.update(q, a.post_id, this.message(k, rows[0], windowSec, threshold));
     return 1;
   }
 

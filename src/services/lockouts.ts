@@ -182,7 +182,12 @@ export class LockoutAlerts {
       });
       if (outcome === 'queued') queued++;
       if (outcome === 'old') skippedOld++;
+      // A storm's message follows off this transaction: at most one render in flight, each
+      // showing every lockout committed before it (the lockouts of a wave never wait for it).
+      this.renderStorms();
     }
+    // Caught up: the storm message shows this batch's last lockout before the scan returns.
+    await this.deps.storms.renderOwed().catch((err: unknown) => logger.warn({ err }, 'rendering a storm message failed; the next scan retries'));
     if (skippedOld) logger.info({ skipped: skippedOld }, 'lockouts older than LOCKOUT_CATCHUP_WINDOW were not posted');
     if (!channel && events.length) logger.warn({ events: events.length }, 'lockouts seen but neither SECURITY_CHANNEL nor ALERTS_CHANNEL is set');
     if (!full) {
@@ -191,6 +196,10 @@ export class LockoutAlerts {
       await db.query(`DELETE FROM warden_lock_event WHERE created_at < now() - interval '2 days'`);
     }
     return full ? BATCH : queued;
+  }
+
+  private renderStorms(): void {
+    this.deps.storms.renderOwed().catch((err: unknown) => this.deps.logger.warn({ err }, 'rendering a storm message failed; the next scan retries'));
   }
 
   /** The lockout events not handled yet (both sources, oldest first), read without locks. */
@@ -420,7 +429,7 @@ export class LockoutAlerts {
 
   private async queueCardUpdate(q: Queryable, alert: LockoutAlertRow): Promise<void> {
     // In a storm: its summary message says it too.
-    if (alert.storm_id) await this.deps.storms.queueMessage(q, alert.storm_id);
+    if (alert.storm_id) await this.deps.storms.touch(q, alert.storm_id);
     // No card (a storm's lockout), a card withdrawn into a storm, or one pruned from the outbox
     // long after (30 days): then there is no card to update.
     if (!alert.post_id) return;

@@ -7,6 +7,8 @@ import type { Message } from '../ui.js';
 import { requireAdmin, type Actor } from './identity.js';
 import type { Masker } from './masking.js';
 import type { Outbox } from './outbox.js';
+import { SingleFlight } from './single-flight.js';
+import { startWatcher } from './watcher.js';
 
 /**
  * Alert storms (issue 12): credential stuffing locks dozens of accounts in a minute. Beyond
@@ -21,8 +23,18 @@ import type { Outbox } from './outbox.js';
  *   withdrawn and counted in it; cards already posted stay and are counted as such.
  * - The storm's lockouts are rows of warden_lockout_alert with storm_id set and no card
  *   (post_id 0) until an admin asks for the individual cards (posted in the storm's thread).
+ * - Failed-login bursts join the channel's open storm, and more than LOCKOUT_STORM_PER_MINUTE
+ *   IPs bursting in the same minute open one: one summary instead of a message per IP.
  * - "Unlock all listed" is an admin action with step-up (commands/storms.ts), audited per
- *   account through the same unlock as `/users unlock`.
+ *   account through the same unlock as `/users unlock`; each account is marked in the storm in
+ *   its unlock's transaction, so a stop half-way leaves nothing marked wrong and a second click
+ *   finishes the rest.
+ * - The message is posted once in the transaction that opens the storm (first message fast);
+ *   after that, a change only bumps `changes` (and NOTIFYs warden_storm): the message is
+ *   re-rendered off the lockout's transaction, one render in flight per process, each render
+ *   showing everything committed before it (the latest state wins; the outbox sends only the
+ *   newest waiting update, at the channel's pace). `rendered < changes` marks a storm that owes
+ *   an update: whoever renders next catches up, after a crash too.
  * Rendering lives in src/slack/cards/storms.ts; this module returns data.
  */
 
@@ -30,6 +42,8 @@ import type { Outbox } from './outbox.js';
 export const QUIET_MINUTES = 2;
 /** The accounts a storm message lists by name (the rest are counted). */
 const LISTED = 40;
+/** The storm renderer's safety pass (a lost NOTIFY; a replica that died between a change and its render). */
+const SAFETY_SCAN_MS = 30_000;
 
 export interface StormRow {
   id: number;
@@ -40,6 +54,8 @@ export interface StormRow {
   cards_requested_by: string | null;
   unlocked_by: string | null;
   unlocked_at: Date | null;
+  changes: number;
+  rendered: number;
 }
 
 export interface StormData {
@@ -52,6 +68,8 @@ export interface StormData {
   accounts: { username: string; unlocked: boolean }[];
   topIps: { ip: string; failures: number }[];
   bursts: { ip: string; count: number }[];
+  /** Every failed-login burst of the storm: how many IPs, how many failed logins. */
+  burstTotal: { ips: number; failures: number };
 }
 
 export interface StormDeps {
@@ -63,7 +81,30 @@ export interface StormDeps {
 }
 
 export class AlertStorms {
+  private readonly flight = new SingleFlight(() => this.renderPass());
+
   constructor(private readonly deps: StormDeps) {}
+
+  /** LISTEN warden_storm + a render now + a safety pass (a lost NOTIFY, a crash). Returns stop(). */
+  start(): Promise<() => Promise<void>> {
+    return startWatcher({
+      db: this.deps.db,
+      channel: 'warden_storm',
+      name: 'storms',
+      logger: this.deps.logger,
+      scan: () => this.renderOwed(),
+      idle: () => this.flight.idle(),
+      safetyScanMs: SAFETY_SCAN_MS,
+    });
+  }
+
+  /**
+   * Re-renders every storm message that owes an update (single-flight: a call during a pass
+   * gets one more pass after it). Returns how many updates were queued.
+   */
+  renderOwed(): Promise<number> {
+    return this.flight.run();
+  }
 
   get perMinute(): number {
     return this.deps.config.LOCKOUT_STORM_PER_MINUTE;
@@ -89,41 +130,90 @@ export class AlertStorms {
   }
 
   /**
-   * Puts a new lockout alert into the channel's storm, opening it if needed (with the
-   * lockouts of the last minute, withdrawing their held cards), and queues the storm
-   * message: posted the first time, updated after.
+   * The channel's open storm, opened now if there is none: with the lockouts of the last
+   * minute and the bursts active in it, their held messages withdrawn (they are counted in the
+   * storm instead). Locked for the caller's transaction. `opened` says whether it is new.
+   */
+  private async openOrJoin(q: Queryable, channel: string): Promise<{ storm: StormRow; opened: boolean }> {
+    const current = await this.open(q, channel);
+    if (current) return { storm: current, opened: false };
+    const { rows } = await q.query<StormRow>(`INSERT INTO warden_alert_storm (channel, post_id) VALUES ($1, 0) RETURNING *`, [channel]);
+    const storm = rows[0];
+    const recent = await q.query<{ id: number; post_id: number }>(
+      `UPDATE warden_lockout_alert SET storm_id = $1
+        WHERE storm_id IS NULL AND created_at > now() - interval '1 minute' RETURNING id, post_id`,
+      [storm.id],
+    );
+    const bursts = await q.query<{ post_id: number }>(
+      `UPDATE warden_burst_alert SET storm_id = $1
+        WHERE storm_id IS NULL AND kind = 'failed_login' AND last_seen > now() - interval '1 minute' RETURNING post_id`,
+      [storm.id],
+    );
+    const held = [...recent.rows, ...bursts.rows].map((r) => r.post_id).filter((id) => id > 0);
+    const withdrawn = await this.deps.outbox.withdrawHeld(q, held);
+    if (withdrawn.length) {
+      await q.query(`UPDATE warden_lockout_alert SET post_id = 0 WHERE storm_id = $1 AND post_id = ANY($2::bigint[])`, [storm.id, withdrawn]);
+      await q.query(`UPDATE warden_burst_alert SET post_id = 0 WHERE storm_id = $1 AND post_id = ANY($2::bigint[])`, [storm.id, withdrawn]);
+    }
+    this.deps.logger.warn(
+      { storm: storm.id, lockouts: recent.rows.length, bursts: bursts.rows.length, withdrawn: withdrawn.length },
+      'alert storm: grouping alerts into one message',
+    );
+    return { storm, opened: true };
+  }
+
+  /**
+   * Puts a new lockout alert into the channel's storm, opening it if needed. A new storm's
+   * message is queued in this transaction (the first message is not delayed); later lockouts
+   * only mark the storm changed (its message is re-rendered after the commit, see renderOwed).
    */
   async addLockout(q: Queryable, channel: string, alertId: number): Promise<StormRow> {
-    let storm = await this.open(q, channel);
-    if (!storm) {
-      const { rows } = await q.query<StormRow>(`INSERT INTO warden_alert_storm (channel, post_id) VALUES ($1, 0) RETURNING *`, [channel]);
-      storm = rows[0];
-      const recent = await q.query<{ id: number; post_id: number }>(
-        `UPDATE warden_lockout_alert SET storm_id = $1
-          WHERE storm_id IS NULL AND id <> $2 AND created_at > now() - interval '1 minute' RETURNING id, post_id`,
-        [storm.id, alertId],
-      );
-      const withdrawn = await this.deps.outbox.withdrawHeld(q, recent.rows.map((r) => r.post_id).filter((id) => id > 0));
-      if (withdrawn.length) {
-        await q.query(`UPDATE warden_lockout_alert SET post_id = 0 WHERE storm_id = $1 AND post_id = ANY($2::bigint[])`, [storm.id, withdrawn]);
-      }
-      this.deps.logger.warn({ storm: storm.id, joined: recent.rows.length + 1, withdrawnCards: withdrawn.length }, 'lockout storm: grouping alerts into one message');
-    }
+    const { storm, opened } = await this.openOrJoin(q, channel);
     await q.query(`UPDATE warden_lockout_alert SET storm_id = $1, post_id = 0 WHERE id = $2`, [storm.id, alertId]);
-    await q.query(`UPDATE warden_alert_storm SET last_at = now() WHERE id = $1`, [storm.id]);
-    return this.queueMessage(q, storm.id);
+    return opened ? this.queueMessage(q, storm.id) : this.touch(q, storm.id, true);
   }
 
-  /** A burst alert that opens during a storm joins it instead of posting its own message. */
-  async addBurst(q: Queryable, channel: string): Promise<StormRow | null> {
-    const storm = await this.open(q, channel);
-    if (!storm) return null;
-    await q.query(`UPDATE warden_alert_storm SET last_at = now() WHERE id = $1`, [storm.id]);
-    return storm;
+  /**
+   * Should a new failed-login burst join a storm? When one is open in the channel, or when more
+   * than the storm rate of IPs are bursting now (`activeIps`: IPs over the threshold whose last
+   * failure is in the last minute, this scan's included).
+   */
+  async stormyForBursts(q: Queryable, channel: string, activeIps: number): Promise<boolean> {
+    return !!(await this.open(q, channel)) || activeIps > this.perMinute;
   }
 
-  /** Re-renders the storm message (posted once, then updated in place). */
+  /**
+   * A new failed-login burst joins the channel's storm (opened if needed) instead of posting its
+   * own message; its count is shown in the storm's summary.
+   */
+  async addBurst(q: Queryable, channel: string, key: { kind: string; ip: string; windowStart: Date }): Promise<StormRow> {
+    const { storm, opened } = await this.openOrJoin(q, channel);
+    await q.query(`UPDATE warden_burst_alert SET storm_id = $1, post_id = 0 WHERE kind = $2 AND ip_address = $3 AND window_start = $4`, [
+      storm.id,
+      key.kind,
+      key.ip,
+      key.windowStart,
+    ]);
+    return opened ? this.queueMessage(q, storm.id) : this.touch(q, storm.id, true);
+  }
+
+  /**
+   * Marks the storm changed (a lockout or burst joined or grew, an account was unlocked): its
+   * message owes an update, rendered after this transaction commits (NOTIFY warden_storm wakes
+   * the renderers of every replica; the scans also render at their end).
+   */
+  async touch(q: Queryable, stormId: number, joined = false): Promise<StormRow> {
+    const { rows } = await q.query<StormRow>(
+      `UPDATE warden_alert_storm SET changes = changes + 1${joined ? ', last_at = now()' : ''} WHERE id = $1 RETURNING *`,
+      [stormId],
+    );
+    await q.query(`SELECT pg_notify('warden_storm', '')`);
+    return rows[0];
+  }
+
+  /** Re-renders the storm message in the caller's transaction (posted once, then updated in place). */
   async queueMessage(q: Queryable, stormId: number): Promise<StormRow> {
+    await q.query(`UPDATE warden_alert_storm SET changes = changes + 1, rendered = changes + 1 WHERE id = $1`, [stormId]);
     const data = await this.data(q, stormId);
     const message = this.render(data);
     if (data.storm.post_id === 0) {
@@ -133,6 +223,30 @@ export class AlertStorms {
     }
     await this.deps.outbox.update(q, data.storm.post_id, message);
     return data.storm;
+  }
+
+  /** One pass: each storm that owes an update gets one, showing everything committed so far. */
+  private async renderPass(): Promise<number> {
+    const { rows } = await this.deps.db.query<{ id: number }>(`SELECT id FROM warden_alert_storm WHERE rendered < changes ORDER BY id`);
+    let queued = 0;
+    for (const r of rows) queued += await this.renderOne(r.id);
+    return queued;
+  }
+
+  private async renderOne(stormId: number): Promise<number> {
+    return this.deps.db.tx(async (q) => {
+      // Read without a lock (lockouts keep joining meanwhile); the data read after it covers at
+      // least these changes.
+      const seen = (await q.query<{ changes: number; post_id: number }>('SELECT changes, post_id FROM warden_alert_storm WHERE id = $1', [stormId])).rows[0];
+      if (!seen || !seen.post_id) return 0;
+      const data = await this.data(q, stormId);
+      // Claim the render: a renderer (this or another replica) that saw more changes wins, so
+      // an older render never queues its update after a newer one.
+      const won = await q.query(`UPDATE warden_alert_storm SET rendered = $2 WHERE id = $1 AND rendered < $2 RETURNING id`, [stormId, seen.changes]);
+      if (!won.rows.length) return 0;
+      await this.deps.outbox.update(q, seen.post_id, this.render(data));
+      return 1;
+    });
   }
 
   render(data: StormData): Message {
@@ -172,6 +286,10 @@ export class AlertStorms {
       `SELECT ip_address AS ip, count FROM warden_burst_alert WHERE storm_id = $1 ORDER BY count DESC, ip_address LIMIT 5`,
       [stormId],
     );
+    const burstTotal = await q.query<{ ips: number; failures: number }>(
+      `SELECT count(DISTINCT ip_address)::int AS ips, coalesce(sum(count), 0)::int AS failures FROM warden_burst_alert WHERE storm_id = $1`,
+      [stormId],
+    );
     return {
       storm,
       threshold: this.perMinute,
@@ -181,6 +299,7 @@ export class AlertStorms {
       accounts: accounts.rows,
       topIps: ips.rows,
       bursts: bursts.rows,
+      burstTotal: burstTotal.rows[0],
     };
   }
 
@@ -194,24 +313,31 @@ export class AlertStorms {
   }
 
   /**
-   * Records who unlocked the storm's accounts (the unlocks themselves are done and audited
-   * by the unlock service) and queues the storm message update, plus the update of any
-   * individual card of those lockouts (`card` renders it).
+   * Marks one lockout of the storm unlocked, in the transaction that unlocked the account (the
+   * unlock service's `alsoInTx`), and its individual card if it has one (`card` renders it):
+   * a stop half-way through "Unlock all listed" leaves every unlocked account marked, and the
+   * next click lists only the rest. The storm message follows (touch).
    */
-  async markUnlocked(actor: Actor, stormId: number, alertIds: number[], card: (q: Queryable, alertId: number) => Promise<Message>): Promise<void> {
+  async markOneUnlocked(q: Queryable, actor: Actor, stormId: number, alertId: number, card: (q: Queryable, alertId: number) => Promise<Message>): Promise<void> {
+    const { rows } = await q.query<{ id: number; post_id: number }>(
+      `UPDATE warden_lockout_alert SET unlocked_by = $3, unlocked_at = now()
+        WHERE storm_id = $1 AND id = $2 AND unlocked_at IS NULL RETURNING id, post_id`,
+      [stormId, alertId, actor.user.username],
+    );
+    const r = rows[0];
+    if (!r) return;
+    const live = r.post_id ? await q.query(`SELECT 1 FROM warden_outbox WHERE id = $1 AND status <> 'superseded'`, [r.post_id]) : { rows: [] };
+    if (live.rows.length) await this.deps.outbox.update(q, r.post_id, await card(q, r.id));
+    await this.touch(q, stormId);
+  }
+
+  /** "Unlock all listed" went through: the storm says who did it (each account is marked already). */
+  async markAllUnlocked(actor: Actor, stormId: number): Promise<void> {
     await this.deps.db.tx(async (q) => {
-      const { rows } = await q.query<{ id: number; post_id: number }>(
-        `UPDATE warden_lockout_alert SET unlocked_by = $3, unlocked_at = now()
-          WHERE storm_id = $1 AND id = ANY($2::bigint[]) AND unlocked_at IS NULL RETURNING id, post_id`,
-        [stormId, alertIds, actor.user.username],
-      );
-      for (const r of rows) {
-        const live = r.post_id ? await q.query(`SELECT 1 FROM warden_outbox WHERE id = $1 AND status <> 'superseded'`, [r.post_id]) : { rows: [] };
-        if (live.rows.length) await this.deps.outbox.update(q, r.post_id, await card(q, r.id));
-      }
       await q.query(`UPDATE warden_alert_storm SET unlocked_by = $2, unlocked_at = now() WHERE id = $1`, [stormId, actor.user.username]);
-      await this.queueMessage(q, stormId);
+      await this.touch(q, stormId);
     });
+    await this.renderOwed();
   }
 
   /**

@@ -3,8 +3,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import type { Db } from '../../src/db/index.js';
 import { silentLogger } from '../../src/logger.js';
+import { AlertStorms } from '../../src/services/storms.js';
 import { BurstAlerts } from '../../src/services/bursts.js';
 import { Digests } from '../../src/services/digests.js';
+import { LockoutAlerts } from '../../src/services/lockouts.js';
 import { Masker } from '../../src/services/masking.js';
 import { Outbox } from '../../src/services/outbox.js';
 import { SlackChat } from '../../src/slack/chat-port.js';
@@ -39,8 +41,9 @@ function replica() {
   );
   // Unpaced: channel pacing has its own tests (test/faults/alert-delivery.test.ts).
   const outbox = new Outbox(db, chat, silentLogger(), { baseBackoffMs: 10, maxBackoffMs: 50, paceMs: 0 });
-  const deps = { config, db, outbox, masker: new Masker(true), logger: silentLogger() };
-  return { outbox, bursts: new BurstAlerts(deps), digests: new Digests(deps) };
+  const base = { config, db, outbox, masker: new Masker(true), logger: silentLogger() };
+  const deps = { ...base, storms: new AlertStorms(base) };
+  return { outbox, bursts: new BurstAlerts(deps), digests: new Digests(deps), storms: deps.storms, lockouts: new LockoutAlerts(deps) };
 }
 
 let r: ReturnType<typeof replica>;
@@ -193,5 +196,78 @@ describe('daily digest', () => {
     expect(text).toContain('Promotion requests waiting over a day (1)');
     expect(text).toContain('asker');
     if (hasRecovery) expect(text).toContain('2FA recoveries waiting over a day (1)');
+  });
+});
+
+/**
+ * Issue 12: "Beyond a configurable rate … lockouts and bursts become one summary message per
+ * storm, updated in place." A credential-stuffing wave comes from many IPs at once.
+ */
+describe('failed-login bursts and storms (LOCKOUT_STORM_PER_MINUTE = 5)', () => {
+  const topLevel = () => fake.callsTo('chat.postMessage').filter((c) => c.args.channel === SEC && !c.args.thread_ts);
+  const inChannel = (ts: string) => fake.channelMessages(SEC).find((m) => m.ts === ts)!;
+  async function drain() {
+    for (let i = 0; i < 20; i++) {
+      await r.outbox.deliverDue();
+      const { rows } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM warden_outbox WHERE status = 'pending'`);
+      if (!rows[0].n) return;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+  /** The application locks an account: locked_until and a login_locked row in one transaction. */
+  async function lock(username: string) {
+    const u = await createUser(db, { username, role: 'dispatcher', failed: 5, lockedMinutes: 30 });
+    await db.query(
+      `INSERT INTO audit_log (user_id, action, entity_type, entity_id, details, ip_address) VALUES ($1, 'login_locked', 'user', $1, $2, '198.51.100.7')`,
+      [u.id, JSON.stringify({ username, attempts: 5 })],
+    );
+  }
+
+  beforeEach(async () => {
+    // Earlier tests' bursts and failures are not part of these waves.
+    await db.query(`DELETE FROM warden_burst_alert`);
+    await db.query(`DELETE FROM audit_log WHERE action IN ('login_failed', '2fa_verify_failed')`);
+  });
+
+  it('below the rate: each bursting IP gets its own message, as before', async () => {
+    await fail('login_failed', '203.0.113.101', 6);
+    await fail('login_failed', '203.0.113.102', 6);
+    expect(await r.bursts.scan()).toBe(2);
+    await drain();
+    expect(topLevel().map((c) => textOf(c.args)).filter((t) => t.includes('Failed-login burst from'))).toHaveLength(2);
+    expect((await db.query(`SELECT count(*)::int AS n FROM warden_alert_storm`)).rows[0].n).toBe(0);
+    // Past the storm's quiet time for the next test.
+    await db.query(`UPDATE warden_burst_alert SET last_seen = last_seen - interval '10 minutes'`);
+  });
+
+  it('a credential-stuffing wave (12 IPs bursting, 8 lockouts) is ONE storm message with the counts and top IPs, not a message per IP', async () => {
+    for (let i = 0; i < 12; i++) await fail('login_failed', `192.0.2.${10 + i}`, 6 + (i % 4), `stuffed${i}_`);
+    for (let i = 0; i < 8; i++) await lock(`locked${i}`);
+    // The bursts scan sees the wave first (the worst order: nothing to join yet).
+    await r.bursts.scan();
+    await r.lockouts.scan();
+    await drain();
+    const posts = topLevel();
+    expect(posts.map((c) => textOf(c.args).slice(0, 60))).toHaveLength(1);
+    expect(posts.some((c) => textOf(c.args).includes('Failed-login burst from'))).toBe(false);
+    const msg = inChannel(posts[0].result!.ts);
+    const text = textOf({ text: msg.text, blocks: msg.blocks });
+    expect(text).toContain('Lockout storm: 8 accounts locked');
+    expect(text).toContain('12 IPs, 90 failed logins'); // 3×6 + 3×7 + 3×8 + 3×9
+    expect(text).toMatch(/Failed-login bursts in this storm\* \(top 5 of 12 IPs\)/);
+    expect(text).toContain('`192.0.xxx.xxx` — 9 failed logins'); // masked, biggest first
+    expect(text).toContain('and 7 more IPs');
+    expect(text).not.toMatch(/192\.0\.2\.\d+/);
+    expect((await db.query(`SELECT count(*)::int AS n FROM warden_burst_alert WHERE storm_id IS NOT NULL AND post_id = 0`)).rows[0].n).toBe(12);
+
+    // The wave goes on: a new IP and more failures join the same message, updated in place.
+    await fail('login_failed', '192.0.2.99', 6, 'late_');
+    await fail('login_failed', '192.0.2.10', 3, 'stuffed0_');
+    await r.bursts.scan();
+    await drain();
+    expect(topLevel()).toHaveLength(1);
+    const after = inChannel(msg.ts);
+    expect(textOf({ text: after.text, blocks: after.blocks })).toContain('13 IPs, 99 failed logins');
+    expect(fake.callsTo('chat.update').filter((c) => c.args.ts === msg.ts).length).toBeGreaterThan(0);
   });
 });

@@ -10,7 +10,7 @@ const hostile = ['<!channel> <https://evil.example/login|Re-login>', '<@U0BADBAD
 function data(over: Partial<StormData> = {}): StormData {
   const at = new Date('2026-11-30T17:00:00Z');
   return {
-    storm: { id: 7, channel: 'C_SEC', started_at: at, last_at: at, post_id: 1, cards_requested_by: null, unlocked_by: null, unlocked_at: null },
+    storm: { id: 7, channel: 'C_SEC', started_at: at, last_at: at, post_id: 1, cards_requested_by: null, unlocked_by: null, unlocked_at: null, changes: 3, rendered: 3 },
     threshold: 5,
     total: 120,
     stillLocked: 118,
@@ -18,6 +18,7 @@ function data(over: Partial<StormData> = {}): StormData {
     accounts: hostile.map((username, i) => ({ username, unlocked: i === 4 })),
     topIps: [{ ip: '203.0.113.77', failures: 40 }],
     bursts: [{ ip: '2001:db8::17', count: 12 }],
+    burstTotal: { ips: 1, failures: 12 },
     ...over,
   };
 }

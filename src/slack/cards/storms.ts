@@ -13,7 +13,7 @@ export const STORM_ACTIONS = { unlockAll: 'storms:unlock-all', cards: 'storms:ca
  * source IPs (masked), the failed-login bursts grouped into it, and the two admin buttons.
  */
 export function stormMessage(data: StormData, masker: Masker): SafeMessage {
-  const { storm, total, stillLocked, carded, accounts, topIps, bursts, threshold } = data;
+  const { storm, total, stillLocked, carded, accounts, topIps, bursts, burstTotal, threshold } = data;
   const s = total === 1 ? '' : 's';
   const names = md.join(
     accounts.map((a) => (a.unlocked ? mrkdwn`~${md.code(a.username)}~` : md.code(a.username))),
@@ -26,17 +26,19 @@ export function stormMessage(data: StormData, masker: Masker): SafeMessage {
         '\n',
       )
     : mrkdwn`_No failed logins recorded for these accounts._`;
+  const ipS = burstTotal.ips === 1 ? '' : 's';
+  // A storm of bursts alone (password spraying locks nobody yet) says so in its title.
+  const title = total || !burstTotal.ips ? `Lockout storm: ${total} account${s} locked` : `Failed-login storm: ${burstTotal.ips} IP${ipS} bursting`;
+  const fields: Mrkdwn[] = [
+    mrkdwn`*Accounts locked*\n${total} (${stillLocked} still locked)`,
+    mrkdwn`*Since*\n${md.date(storm.started_at)}`,
+    mrkdwn`*Latest*\n${md.date(storm.last_at)}`,
+    mrkdwn`*Grouped because*\nmore than ${threshold} lockouts or bursting IPs a minute`,
+  ];
+  if (burstTotal.ips) fields.push(mrkdwn`*Failed-login bursts*\n${burstTotal.ips} IP${ipS}, ${burstTotal.failures} failed logins`);
   const blocks: SafeBlock[] = [
-    { type: 'header', text: `Lockout storm: ${total} account${s} locked` },
-    {
-      type: 'fields',
-      fields: [
-        mrkdwn`*Accounts locked*\n${total} (${stillLocked} still locked)`,
-        mrkdwn`*Since*\n${md.date(storm.started_at)}`,
-        mrkdwn`*Latest*\n${md.date(storm.last_at)}`,
-        mrkdwn`*Grouped because*\nmore than ${threshold} lockouts a minute`,
-      ],
-    },
+    { type: 'header', text: title },
+    { type: 'fields', fields },
     { type: 'text', text: mrkdwn`*Accounts*\n${accounts.length ? names : '—'}${more}` },
     { type: 'text', text: mrkdwn`*Top source IPs*\n${ipLines}` },
   ];
@@ -45,7 +47,8 @@ export function stormMessage(data: StormData, masker: Masker): SafeMessage {
       bursts.map((b) => mrkdwn`• ${md.code(masker.ip(b.ip))} — ${b.count} failed logins`),
       '\n',
     );
-    blocks.push({ type: 'text', text: mrkdwn`*Failed-login bursts in this storm*\n${lines}` });
+    const rest = burstTotal.ips > bursts.length ? mrkdwn`\n… and ${burstTotal.ips - bursts.length} more IP${burstTotal.ips - bursts.length === 1 ? '' : 's'}` : '';
+    blocks.push({ type: 'text', text: mrkdwn`*Failed-login bursts in this storm* (top ${bursts.length} of ${burstTotal.ips} IP${ipS})\n${lines}${rest}` });
   }
   const value = JSON.stringify({ s: storm.id });
   const buttons: SafeButton[] = [];
@@ -77,8 +80,9 @@ export function stormMessage(data: StormData, masker: Masker): SafeMessage {
       : mrkdwn`Unlock all asks for your 2FA code`,
   );
   blocks.push({ type: 'context', text: md.join(notes, ' · ') });
+  const bursting = burstTotal.ips ? mrkdwn`; ${burstTotal.ips} IP${ipS} bursting` : '';
   return {
-    text: mrkdwn`:rotating_light: Lockout storm: ${total} account${s} locked since ${md.date(storm.started_at)} (${stillLocked} still locked)`,
+    text: mrkdwn`:rotating_light: ${title} since ${md.date(storm.started_at)} (${stillLocked} still locked${bursting})`,
     blocks,
   };
 }
