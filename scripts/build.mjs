@@ -12,6 +12,8 @@ const dist = path.join(root, 'dist');
 fs.rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
 fs.cpSync(path.join(root, 'sql'), path.join(dist, 'sql'), { recursive: true });
-fs.writeFileSync(path.join(dist, 'package.json'), JSON.stringify({ type: 'module', private: true }, null, 2) + '\n');
+// The version too: warden_build_info reads it from here (src/metrics.ts).
+const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+fs.writeFileSync(path.join(dist, 'package.json'), JSON.stringify({ type: 'module', private: true, version }, null, 2) + '\n');
 fs.writeFileSync(path.join(dist, '.built-at'), new Date().toISOString() + '\n');
 console.log('built dist/ (run: node dist/src/main.js, or npm start)');

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import client from 'prom-client';
 import type { Db } from './db/index.js';
 import type { Chat } from './services/chat.js';
@@ -85,7 +86,7 @@ export class Metrics {
       help: 'Always 1; labels say which Warden and Node.js run.',
       labelNames: ['version', 'node'] as const,
       registers: [this.registry],
-    }).set({ version: process.env.npm_package_version ?? 'unknown', node: process.version }, 1);
+    }).set({ version: packageVersion(), node: process.version }, 1);
   }
 
   private gauge(name: string, help: string, labelNames: string[] = []) {
@@ -188,5 +189,19 @@ export class Metrics {
       // The database is down or slow: say so, and keep the other series (process, requests) scrapeable.
       this.databaseUp.set(0);
     }
+  }
+}
+
+/**
+ * Warden's version from package.json (one level above src/ in the sources and in dist/, which
+ * carries its own copy): npm_package_version is only set when started through npm, and the
+ * image and `node dist/src/main.js` are not.
+ */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return process.env.npm_package_version ?? 'unknown';
   }
 }
