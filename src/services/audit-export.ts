@@ -7,7 +7,7 @@ import { copyTextRows } from '../db/copy-text.js';
 import type { Db } from '../db/index.js';
 import { UserError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { Message } from '../ui.js';
+import { md, mrkdwn, type Message } from '../ui.js';
 import type { Config } from '../config.js';
 import { AuditRetention } from './audit-retention.js';
 import { AuditSearch, type AuditQuery, type AuditRow } from './audit-search.js';
@@ -147,7 +147,7 @@ export class AuditExporter {
     const long = capped || total > progressEvery;
     let progress: PostedRef | undefined;
     const started: Message = {
-      text: `:hourglass_flowing_sand: Exporting audit entries (${opts.describe})${masked ? '' : ', unmasked'}…`,
+      text: mrkdwn`:hourglass_flowing_sand: Exporting audit entries (${opts.describe})${masked ? '' : ', unmasked'}…`,
     };
     if (where === 'dm') {
       // Slack's upload takes a conversation id, never a user id: the DM is opened first (and
@@ -201,7 +201,7 @@ export class AuditExporter {
           if (progress && rows >= nextProgress) {
             nextProgress = rows + progressEvery;
             await chat
-              .update(progress, { text: `:hourglass_flowing_sand: Exporting audit entries (${opts.describe})… ${rows.toLocaleString('en-US')} rows so far` })
+              .update(progress, { text: mrkdwn`:hourglass_flowing_sand: Exporting audit entries (${opts.describe})… ${rows.toLocaleString('en-US')} rows so far` })
               .catch((err) => logger.warn({ err }, 'could not update export progress'));
           }
         }
@@ -241,7 +241,7 @@ export class AuditExporter {
       }
       if (progress) {
         await chat
-          .update(progress, { text: `:white_check_mark: Exported ${summary} as \`${filename}\`.` })
+          .update(progress, { text: mrkdwn`:white_check_mark: Exported ${summary} as ${md.code(filename)}.` })
           .catch((err) => logger.warn({ err }, 'could not update export progress'));
       }
       return { rows, filename, channel, masked, truncated, where };
@@ -249,8 +249,8 @@ export class AuditExporter {
       const interrupted = !!this.deps.signal?.aborted;
       if (progress) {
         const text = interrupted
-          ? `:double_vertical_bar: The audit export (${opts.describe}) was interrupted after ${rows.toLocaleString('en-US')} rows because Warden is restarting. Nothing was delivered; run the export again.`
-          : `:x: The audit export (${opts.describe}) failed after ${rows.toLocaleString('en-US')} rows.`;
+          ? mrkdwn`:double_vertical_bar: The audit export (${opts.describe}) was interrupted after ${rows.toLocaleString('en-US')} rows because Warden is restarting. Nothing was delivered; run the export again.`
+          : mrkdwn`:x: The audit export (${opts.describe}) failed after ${rows.toLocaleString('en-US')} rows.`;
         await chat.update(progress, { text }).catch(() => {});
       }
       throw interrupted ? new InterruptedError() : e;

@@ -3,7 +3,7 @@ import type { Db } from '../db/index.js';
 import { StepUpError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/index.js';
-import { md } from '../ui.js';
+import { md, mrkdwn } from '../ui.js';
 import { writeAudit } from './audit-writer.js';
 import type { Actor } from './identity.js';
 import type { Outbox } from './outbox.js';
@@ -139,10 +139,10 @@ export class StepUpService {
     await db.tx(async (q) => {
       await writeAudit(q, actor, { action: 'stepup_failed', entityType: 'user', entityId: userId, details });
       if (alert) {
-        const who = `${md.user(actor.slack.userId)} (${md.escape(actor.user.username)})`;
+        const who = mrkdwn`${md.user(actor.slack.userId)} (${actor.user.username})`;
         const text = blockedUntil
-          ? `:rotating_light: Step-up blocked for ${who} until ${md.date(new Date(blockedUntil))} after ${attempt} wrong 2FA codes (last one guarding \`${md.escape(action)}\`).`
-          : `:warning: ${attempt} wrong 2FA codes in ${STEPUP_WINDOW_SECONDS / 60} minutes from ${who} (last one guarding \`${md.escape(action)}\`). Someone may be guessing codes.`;
+          ? mrkdwn`:rotating_light: Step-up blocked for ${who} until ${md.date(new Date(blockedUntil))} after ${attempt} wrong 2FA codes (last one guarding ${md.code(action)}).`
+          : mrkdwn`:warning: ${attempt} wrong 2FA codes in ${STEPUP_WINDOW_SECONDS / 60} minutes from ${who} (last one guarding ${md.code(action)}). Someone may be guessing codes.`;
         await outbox.post(q, securityChannel, { text }, { dedupeKey: `stepup:${userId}:${blockedUntil ?? `w${Math.floor(Date.now() / (STEPUP_WINDOW_SECONDS * 1000))}`}` });
       }
     });

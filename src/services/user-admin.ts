@@ -319,7 +319,7 @@ export class UserAdminService {
         .send({ to: before.email, subject: 'Your account e-mail was changed', text: `Hello ${before.username},\n\n${text}\n` })
         .catch((err) => this.deps.logger.warn({ err: { message: (err as Error).message }, user: before.id }, 'could not mail the old address about an e-mail change'));
     }
-    await this.dmLinked(before.id, { text: `:warning: ${md.escape(text)}` });
+    await this.dmLinked(before.id, { text: mrkdwn`:warning: ${text}` });
   }
 
   private async dmLinked(userId: number, message: Message, except?: string): Promise<void> {
@@ -641,7 +641,7 @@ export class UserAdminService {
       return { user: toUser(rows[0]), password };
     });
     await this.dmLinked(result.user.id, {
-      text: `:warning: The administrator ${md.escape(actor.user.username)} set a temporary password for your account ${md.escape(result.user.username)}. If you did not ask for this, tell your security team at once.`,
+      text: mrkdwn`:warning: The administrator ${actor.user.username} set a temporary password for your account ${result.user.username}. If you did not ask for this, tell your security team at once.`,
     });
     return result;
   }
@@ -794,18 +794,16 @@ export class UserAdminService {
       return { user: toUser(p.row), previous: p.previous, otherLinks: beforeLinks };
     });
     this.deps.identity.forget({ teamId: actor.slack.teamId, userId: slackUserId });
-    const who = md.escape(actor.user.username);
-    const name = md.escape(result.user.username);
+    const who = actor.user.username;
+    const name = md.bold(result.user.username);
     await this.dm(slackUserId, {
-      text:
-        `:link: The administrator ${who} linked your Slack account to the application account *${name}* (${result.user.role}): ` +
-        'in Warden you now act as that account.' +
-        (result.previous && result.previous.username !== result.user.username ? ` Before, you acted as *${md.escape(result.previous.username)}*.` : '') +
-        ' If this is not right, tell your security team at once.',
+      text: mrkdwn`:link: The administrator ${who} linked your Slack account to the application account ${name} (${result.user.role}): in Warden you now act as that account.${
+        result.previous && result.previous.username !== result.user.username ? mrkdwn` Before, you acted as ${md.bold(result.previous.username)}.` : ''
+      } If this is not right, tell your security team at once.`,
     });
     await this.dmLinked(
       result.user.id,
-      { text: `:warning: The administrator ${who} linked another Slack account, ${md.user(slackUserId)}, to your application account *${name}*: it can now act as you in Warden. If you did not ask for this, tell your security team at once.` },
+      { text: mrkdwn`:warning: The administrator ${who} linked another Slack account, ${md.user(slackUserId)}, to your application account ${name}: it can now act as you in Warden. If you did not ask for this, tell your security team at once.` },
       slackUserId,
     );
     return result;

@@ -1,4 +1,4 @@
-import { cleanText, textOf, type Block, type Button, type Message, type Modal, type ModalField, type ModalValues, type Text } from '../ui.js';
+import { cleanText, md, textOf, type Block, type Button, type Message, type Modal, type ModalField, type ModalValues, type Text } from '../ui.js';
 
 /**
  * Turns Warden's message and modal model into Block Kit, enforcing Slack's limits here
@@ -35,7 +35,11 @@ export function truncate(text: string, max: number, mark = TRUNCATION_MARK): str
 
 /** plain_text is shown as it is; control and bidi characters are removed, empty becomes a space. */
 const plain = (text: string, max: number) => ({ type: 'plain_text', text: truncate(cleanText(text ?? '', true) || ' ', max, '…'), emoji: true });
-const mrkdwn = (text: Text, max: number) => ({ type: 'mrkdwn', text: truncate(textOf(text) || ' ', max) });
+/** A mrkdwn text object: from built `Mrkdwn`, or from a piece of one (a long text split here). */
+const mrkdwn = (text: Text | { piece: string }, max: number) => ({
+  type: 'mrkdwn',
+  text: truncate((typeof text === 'object' && 'piece' in text ? text.piece : textOf(text)) || ' ', max),
+});
 
 function button(b: Button) {
   return {
@@ -64,10 +68,10 @@ function sections(t: Text): object[] {
   while (rest.length > LIMITS.sectionText) {
     let at = rest.lastIndexOf('\n', LIMITS.sectionText);
     if (at < LIMITS.sectionText / 2) at = LIMITS.sectionText;
-    out.push({ type: 'section', text: mrkdwn(rest.slice(0, at), LIMITS.sectionText) });
+    out.push({ type: 'section', text: mrkdwn({ piece: rest.slice(0, at) }, LIMITS.sectionText) });
     rest = rest.slice(at).replace(/^\n/, '');
   }
-  out.push({ type: 'section', text: mrkdwn(rest, LIMITS.sectionText) });
+  out.push({ type: 'section', text: mrkdwn({ piece: rest }, LIMITS.sectionText) });
   return out;
 }
 
@@ -119,7 +123,7 @@ export function messageBlocks(message: Message, maxBlocks = LIMITS.messageBlocks
   // Keep the last actions block (the buttons people need) when cutting.
   const lastActions = [...out].reverse().find((b: any) => b.type === 'actions');
   const keep = out.slice(0, maxBlocks - (lastActions ? 2 : 1));
-  keep.push({ type: 'context', elements: [mrkdwn(`${out.length - keep.length} more blocks not shown ${TRUNCATION_MARK}`, 200)] });
+  keep.push({ type: 'context', elements: [mrkdwn(md.text(`${out.length - keep.length} more blocks not shown ${TRUNCATION_MARK}`), 200)] });
   if (lastActions) keep.push(lastActions);
   return keep;
 }
