@@ -6,14 +6,19 @@ import { StringDecoder } from 'node:string_decoder';
  * multi-byte character anywhere.
  */
 export async function* copyTextRows(chunks: AsyncIterable<Buffer>, batchSize = 1000): AsyncGenerator<(string | null)[][]> {
+  for await (const lines of copyTextLines(chunks, batchSize)) yield lines.map(copyTextFields);
+}
+
+/** The lines of a `COPY … TO STDOUT` (text format, no newline), in batches of about `batchSize`. */
+export async function* copyTextLines(chunks: AsyncIterable<Buffer>, batchSize = 1000): AsyncGenerator<string[]> {
   const decoder = new StringDecoder('utf8');
   let rest = '';
-  let batch: (string | null)[][] = [];
+  let batch: string[] = [];
   for await (const chunk of chunks) {
     const text = rest + decoder.write(chunk);
     let start = 0;
     for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-      batch.push(copyTextFields(text.slice(start, nl)));
+      batch.push(text.slice(start, nl));
       start = nl + 1;
     }
     rest = text.slice(start);
@@ -23,7 +28,7 @@ export async function* copyTextRows(chunks: AsyncIterable<Buffer>, batchSize = 1
     }
   }
   rest += decoder.end();
-  if (rest) batch.push(copyTextFields(rest));
+  if (rest) batch.push(rest);
   if (batch.length) yield batch;
 }
 

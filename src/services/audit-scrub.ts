@@ -24,6 +24,18 @@ export function isSecretKey(key: string): boolean {
 const PAIR =
   /((?:^|[\s{,;&?"'(])["']?)([\w.-]*(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|apikey|private[_-]?key|authorization|cookie|credential|totp)[\w.-]*)(["']?\s*[=:]\s*)("[^"]*"|'[^']*'|(?:Bearer\s+)?[^\s,;&"'}]+)/gi;
 
+/**
+ * A cheap superset of SECRET_KEY and PAIR: every key they hide, and every `key=value` they
+ * hide in text, contains one of these words. A text without any cannot be changed by
+ * scrubSecrets (the export's fast path relies on this; a test checks the superset).
+ */
+const SECRET_WORD = /pass|pwd|secret|token|key|authorization|cookie|credential|salt|hash|otp|mfa|code/i;
+
+/** False only when no key or value inside `text` can be a secret scrubSecrets would hide. */
+export function mayHoldSecret(text: string): boolean {
+  return SECRET_WORD.test(text);
+}
+
 function scrubString(s: string, depth: number): string {
   const t = s.trim();
   if ((t.startsWith('{') && t.endsWith('}')) || (t.startsWith('[') && t.endsWith(']'))) {

@@ -18,8 +18,12 @@ export function looksLikeFormula(s: string): boolean {
 }
 
 /** One CSV cell (RFC 4180) with formulas neutralised. Objects are written as JSON. */
+// Starts with a letter, digit or underscore and holds nothing to quote: no formula, as is.
+const PLAIN = /^[A-Za-z0-9_][A-Za-z0-9_.]*$/;
+
 export function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
+  if (typeof v === 'string' && PLAIN.test(v)) return v;
   let s = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v);
   // Numbers Warden writes (ids, counts) are left alone; negative numbers are not formulas.
   if (typeof v !== 'number' && looksLikeFormula(s)) s = `'${s}`;

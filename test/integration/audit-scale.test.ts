@@ -210,3 +210,35 @@ describe('the export statement (COPY … TO STDOUT)', () => {
     expect(Object.values(statement!.settings)).toContain("1.2.3.4'; DROP TABLE x; --");
   });
 });
+
+describe('the export at its row limit (both paths: COPY on PostgreSQL, keyset batches on PGlite)', () => {
+  it('writes exactly maxRows rows and says truncated only when more matched', async () => {
+    const { AuditExporter } = await import('../../src/services/audit-export.js');
+    const { Masker } = await import('../../src/services/masking.js');
+    const { silentLogger } = await import('../../src/logger.js');
+    const fs = await import('node:fs');
+    const admin = await createUser(db, { username: 'exportadmin', role: 'admin' });
+    const actor = { user: { id: admin.id, username: admin.username, email: 'r@example.com', role: 'admin' }, slack: { userId: 'U1', teamId: 'T1', channelId: 'C1' } } as any;
+    const q = { a: ['login_failed'], ip: '203.0.113.5' }; // 11 rows
+    const total = (await new AuditSearch(db).count(q, 1000)).total;
+    for (const [maxRows, batchSize] of [[total - 4, 3], [total - 4, 1000], [total, 4], [total + 1, 1000], [1, 1]]) {
+      let csv = '';
+      const chat = {
+        post: async () => ({ channel: 'C1', ts: '1' }),
+        update: async () => {},
+        dm: async () => ({ channel: 'D1', ts: '1' }),
+        ephemeral: async () => {},
+        publishHome: async () => {},
+        upload: async (_c: string, file: { path?: string }) => {
+          csv = fs.readFileSync(file.path!, 'utf8');
+        },
+      };
+      const exporter = new AuditExporter({ db, chat, search: new AuditSearch(db), masker: new Masker(true), logger: silentLogger(), maxRows, batchSize });
+      const r = await exporter.export(actor, q, { channel: 'C1', to: 'channel', unmasked: false, describe: 'test' });
+      const lines = csv.split('\r\n').filter(Boolean);
+      const want = Math.min(total, maxRows);
+      expect([r.rows, lines.length - 1, r.truncated], `maxRows ${maxRows}, batch ${batchSize}`).toEqual([want, want, total > maxRows]);
+      expect(csv).not.toContain('203.0.113.5'); // masked
+    }
+  });
+});
