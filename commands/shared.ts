@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { UserError } from '../src/errors.js';
-import { mrkdwn, type ModalField, type Mrkdwn } from '../src/ui.js';
+import { mrkdwn, type Modal, type ModalField, type Mrkdwn } from '../src/ui.js';
+import { PROGRESS_VIEWS } from './types.js';
 
 /** The step-up field of every modal that confirms a destructive or privilege-granting action. */
 export const totpField: ModalField = {
@@ -40,4 +41,9 @@ export function parseModalMetadata<S extends z.ZodType>(schema: S, metadata: str
 export function matchPhrase(countText: Mrkdwn | string, count: number, described: Mrkdwn | string): Mrkdwn {
   if (String(described) === 'no filter') return mrkdwn`${countText} (no filter)`;
   return mrkdwn`${countText} ${count === 1 ? 'matches' : 'match'} ${described}`;
+}
+
+/** The view of a progress reply (ack first): what is happening now, or how it ended. Nothing to submit. */
+export function progressModal(title: string, text: string, stage: 'working' | 'done' = 'working'): Modal {
+  return { callbackId: PROGRESS_VIEWS[stage], title, close: 'Close', intro: text, fields: [] };
 }

@@ -12,6 +12,7 @@ import {
   RECOVERY_FIELDS,
   WARDEN_CHECKS,
   type CheckAvailability,
+  type CodesSent,
   type Recovery,
   type WardenCheck,
 } from '../src/services/twofa-recovery.js';
@@ -19,7 +20,7 @@ import { describeCheck, describeDecided } from '../src/slack/cards/twofa-recover
 import { MAX_FAILURE_WINDOW_SECONDS } from '../src/services/twofa-reports.js';
 import { md, type Block, type Button, type Message, type Modal, type ModalField } from '../src/ui.js';
 import { noArgs, parseArgs } from './grammar.js';
-import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
+import { parseButtonValue, parseModalMetadata, progressModal, totpField } from './shared.js';
 import type { ActionHandler, CommandModule, InteractionContext, Subcommand, ViewHandler, ViewReply } from './types.js';
 
 /**
@@ -283,19 +284,47 @@ const recoverMetaSchema = z.object({ u: usernameSchema });
 const submitRecover: ViewHandler = async (ctx, values, metadata) => {
   const { u } = parseModalMetadata(recoverMetaSchema, metadata);
   const list = (v: unknown) => (Array.isArray(v) ? v.map(String) : typeof v === 'string' && v ? [v] : []);
-  const r = await ctx.services.twofaRecovery.open(ctx.actor, {
+  const svc = ctx.services.twofaRecovery;
+  const opened = await svc.open(ctx.actor, {
     username: u,
     manualChecks: list(values[RECOVERY_FIELDS.manualChecks]),
     evidence: typeof values[RECOVERY_FIELDS.evidence] === 'string' ? (values[RECOVERY_FIELDS.evidence] as string) : '',
     wardenChecks: list(values[RECOVERY_FIELDS.wardenChecks]),
     totp: typeof values.totp === 'string' ? values.totp : null,
   });
-  return { kind: 'update', modal: verifyModal(r, ctx.services.twofaRecovery.minChecks) };
+  const r = opened.recovery;
+  const what = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => (c === 'email' ? 'the e-mail code' : 'the Slack DM code'));
+  // Ack first (issue 12): the form says what is happening; the codes go out after it was answered.
+  return {
+    kind: 'progress',
+    modal: progressModal('Recover 2FA', `:hourglass_flowing_sand: Recovery #${r.id} for *${md.escape(r.target_username)}* is open. Sending ${what.join(' and ')}…`),
+    finish: async () => codesOutcome(await opened.send(), svc.minChecks),
+  };
 };
+
+/** After the codes were sent: the form to enter them, or why none can be entered. */
+function codesOutcome(sent: CodesSent, minChecks: number): { modal: Modal; notice: Message } {
+  const r = sent.recovery;
+  const failed = WARDEN_CHECKS.filter((c) => sent.unsent[c]).map((c) => `:warning: ${CHECK_LABELS[c]} not sent: ${sent.unsent[c]!.reason} ${sent.unsent[c]!.next}`);
+  const enterable = WARDEN_CHECKS.filter((c) => r.checks[c] && r.checks[c].result !== 'passed' && r.checks[c].result !== 'unsent');
+  if (!enterable.length) {
+    const text = `Recovery #${r.id} for *${md.escape(r.target_username)}*: no code could be sent.\n${failed.join('\n')}`;
+    return { modal: progressModal('Recover 2FA', text, 'done'), notice: { text } };
+  }
+  return {
+    modal: verifyModal(r, minChecks, failed.length ? failed.join('\n') : undefined),
+    notice: {
+      text:
+        `:envelope: Codes sent for recovery #${r.id} for *${md.escape(r.target_username)}*. Run \`/2fa recover ${r.target_username}\` to enter them.` +
+        (failed.length ? `\n${failed.join('\n')}` : ''),
+    },
+  };
+}
 
 /** The form where the initiator types the codes the user reads back. */
 function verifyModal(r: Recovery, minChecks: number, note?: string): Modal {
-  const open = WARDEN_CHECKS.filter((c) => r.checks[c] && r.checks[c].result !== 'passed');
+  // A check whose code did not go out has nothing to enter (Resend, from `/2fa recover`).
+  const open = WARDEN_CHECKS.filter((c) => r.checks[c] && r.checks[c].result !== 'passed' && r.checks[c].result !== 'unsent');
   const lines = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => `• ${describeCheck(c, r.checks[c])}`);
   return {
     callbackId: TWOFA_VIEWS.verify,
@@ -358,7 +387,7 @@ function renderProgress(services: Services, r: Recovery): Message {
   const v = (extra: Record<string, unknown> = {}) => JSON.stringify({ r: r.id, ...extra });
   const buttons: Button[] = [];
   const open = WARDEN_CHECKS.filter((c) => r.checks[c] && r.checks[c].result !== 'passed');
-  if (open.length) buttons.push({ text: 'Enter codes', actionId: TWOFA_ACTIONS.codes, value: v(), style: 'primary' });
+  if (open.some((c) => r.checks[c].result !== 'unsent')) buttons.push({ text: 'Enter codes', actionId: TWOFA_ACTIONS.codes, value: v(), style: 'primary' });
   for (const c of open) buttons.push({ text: `Resend ${c === 'email' ? 'e-mail' : 'Slack'} code`, actionId: TWOFA_ACTIONS.resend, value: v({ c }) });
   if (services.twofaRecovery.passedCount(r) >= services.twofaRecovery.minChecks) {
     buttons.push({ text: 'Submit for approval', actionId: TWOFA_ACTIONS.submit, value: v(), style: 'primary' });
@@ -393,11 +422,16 @@ const enterCodes: ActionHandler = async (ctx, value) => {
 
 const resend: ActionHandler = async (ctx, value) => {
   const { r, c } = parseButtonValue(resendSchema, value, '/2fa recover USERNAME');
-  const rec = await ctx.services.twofaRecovery.resend(ctx.actor, r, c);
+  // The click is acked before this runs; the send itself runs after its transaction committed.
+  const out = await ctx.services.twofaRecovery.resend(ctx.actor, r, c);
+  const rec = out.recovery;
+  const unsent = out.unsent[c];
   return {
     kind: 'update_and_message',
     update: renderProgress(ctx.services, rec),
-    message: { text: `:envelope: A new ${CHECK_LABELS[c].toLowerCase()} was sent to ${md.escape(rec.target_username)}; the previous one no longer works.` },
+    message: unsent
+      ? { text: `:warning: The new ${CHECK_LABELS[c].toLowerCase()} could not be sent: ${unsent.reason} ${unsent.next}` }
+      : { text: `:envelope: A new ${CHECK_LABELS[c].toLowerCase()} was sent to ${md.escape(rec.target_username)}; the previous one no longer works.` },
   };
 };
 

@@ -30,12 +30,25 @@ export type ActionReply =
   | { kind: 'update'; message: Message }
   | { kind: 'update_and_message'; update: Message; message: Message };
 
+/** Views of a progress reply: "working on it", then its outcome. Neither has anything to submit. */
+export const PROGRESS_VIEWS = { working: 'warden:progress', done: 'warden:done' } as const;
+
 /** What a modal submission answers. */
 export type ViewReply =
   | { kind: 'close'; notice?: Message; updateSource?: Message }
   | { kind: 'errors'; errors: Record<string, string> }
   | { kind: 'update'; modal: Modal }
-  | { kind: 'push'; modal: Modal };
+  | { kind: 'push'; modal: Modal }
+  | {
+      /**
+       * Ack first (issue 12), for work with external I/O (e-mail, DMs): the form is answered at
+       * once with `modal` (saying what is happening), then `finish` runs; its modal replaces the
+       * same view, or its notice is sent as a DM when the view is gone (closed by the user).
+       */
+      kind: 'progress';
+      modal: Modal;
+      finish: () => Promise<{ modal: Modal; notice: Message }>;
+    };
 
 export type RequiredRole = 'admin' | 'linked';
 

@@ -13,9 +13,10 @@ import {
   type UpdateResult,
 } from '../src/services/user-admin.js';
 import type { FailedAttempt } from '../src/services/users.js';
+import type { SendOutcome } from '../src/services/pending-sends.js';
 import { md, type Message, type Modal, type ModalField, type ModalValues } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
-import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
+import { parseButtonValue, parseModalMetadata, progressModal, totpField } from './shared.js';
 import type { ActionHandler, ActionReply, CommandContext, InteractionContext, Reply, Subcommand, ViewHandler, ViewReply } from './types.js';
 import { renderUserCard, statusText } from './users-card.js';
 
@@ -123,9 +124,11 @@ function createModal(input: Partial<NewUserInput>, intro?: string): Modal {
   };
 }
 
-function createdMessage(services: Services, r: CreateResult): Message {
+function createdMessage(services: Services, r: CreateResult, mail?: SendOutcome): Message {
   const lines = [`:white_check_mark: Created ${targetLine(services, r.user)}.`];
-  if (r.mailedTo) lines.push(`A set-password link was e-mailed to ${md.escape(services.masker.email(r.mailedTo))} (valid 1 hour).`);
+  const to = r.mailedTo ? md.escape(services.masker.email(r.mailedTo)) : '';
+  if (r.mailedTo && mail?.ok) lines.push(`A set-password link was e-mailed to ${to} (valid 1 hour).`);
+  if (r.mailedTo && mail && !mail.ok) lines.push(`:warning: The set-password link to ${to} could not be sent: ${mail.reason} ${mail.next}`);
   if (r.twoFaReminder) lines.push(twoFaWarning(r.user.username));
   return { text: lines.join('\n') };
 }
@@ -151,8 +154,9 @@ const create: Subcommand<z.infer<typeof createSchema>> = {
         modal: createModal(input, `Creating *${md.escape(input.username)}* as ${input.role} with ${why} needs your 2FA code. Check the details and confirm.`),
       };
     }
+    // A slash command is acked before this runs; the link is mailed after the account's commit.
     const r = await ctx.services.userAdmin.create(ctx.actor, input);
-    return { kind: 'message', message: createdMessage(ctx.services, r) };
+    return { kind: 'message', message: createdMessage(ctx.services, r, await r.send?.()) };
   },
 };
 
@@ -173,7 +177,20 @@ const submitCreate: ViewHandler = async (ctx, values) => {
       modal: tempPasswordModal(r.user.username, r.tempPassword, r.twoFaReminder ? `\n\n${twoFaWarning(r.user.username)}` : ''),
     };
   }
-  return { kind: 'close', notice: createdMessage(ctx.services, r) };
+  const send = r.send;
+  if (!send) return { kind: 'close', notice: createdMessage(ctx.services, r) };
+  // Ack first (issue 12): the account exists now; the link is mailed after the form was answered.
+  return {
+    kind: 'progress',
+    modal: progressModal(
+      'Create user',
+      `:hourglass_flowing_sand: Created ${targetLine(ctx.services, r.user)}. Sending the set-password link to ${md.escape(ctx.services.masker.email(r.mailedTo ?? ''))}…`,
+    ),
+    finish: async () => {
+      const notice = createdMessage(ctx.services, r, await send());
+      return { modal: progressModal('Create user', String(notice.text), 'done'), notice };
+    },
+  };
 };
 
 // ------------------------------------------------------------------ edit
@@ -377,13 +394,6 @@ function unlockedMessage(services: Services, before: UserRow, attempts: FailedAt
   return { text: lines.join('\n') };
 }
 
-/** Lockout cards in the security channel follow an unlock done here; the unlock itself stands either way. */
-async function syncLockoutCards(ctx: CommandContext, userId: number): Promise<void> {
-  await ctx.services.lockouts
-    .markUserUnlocked(ctx.actor, userId)
-    .catch((err: unknown) => ctx.services.logger.warn({ err }, 'could not update the lockout cards of an unlocked account'));
-}
-
 /** Unlock asks for the acting admin's 2FA code on every path (command, user card, lockout alert). */
 async function unlockModal(ctx: CommandContext, username: string, meta: Meta): Promise<Modal> {
   const { before } = await ctx.services.userAdmin.checkUnlock(ctx.services.db, username, false);
@@ -410,8 +420,11 @@ const unlock: Subcommand<z.infer<typeof unlockSchema>> = {
 
 const submitUnlock: ViewHandler = async (ctx, values, metadata) => {
   const meta = parseModalMetadata(metaSchema, metadata);
-  const r = await ctx.services.userAdmin.unlock(ctx.actor, meta.u, str(values.totp));
-  await syncLockoutCards(ctx, r.user.id);
+  // The lockout cards of the account say "unlocked" in the unlock's own transaction (issue 12):
+  // a crash between two transactions would leave a card "locked" that no Unlock can fix.
+  const r = await ctx.services.userAdmin.unlock(ctx.actor, meta.u, str(values.totp), {
+    alsoInTx: async (q, user) => void (await ctx.services.lockouts.markUserUnlocked(ctx.actor, user.id, q)),
+  });
   return closeWithCard(ctx, meta, unlockedMessage(ctx.services, r.before, r.attempts), r.user.username);
 };
 
@@ -476,7 +489,19 @@ const submitReset: ViewHandler = async (ctx, values, metadata) => {
   const method = str(values.method) ?? 'link';
   if (method === 'link') {
     const r = await ctx.services.userAdmin.sendResetLink(ctx.actor, meta.u, str(values.totp));
-    return closeWithCard(ctx, meta, linkSentMessage(ctx.services, meta.u, r.mailedTo, r.expiresAt), meta.u);
+    const to = md.escape(ctx.services.masker.email(r.mailedTo));
+    // Ack first (issue 12): the token is saved; the link is mailed after the form was answered.
+    return {
+      kind: 'progress',
+      modal: progressModal('Reset password', `:hourglass_flowing_sand: Sending a password reset link for *${md.escape(meta.u)}* to ${to}…`),
+      finish: async () => {
+        const out = await r.send();
+        const notice = out.ok
+          ? linkSentMessage(ctx.services, meta.u, r.mailedTo, r.expiresAt)
+          : { text: `:warning: The reset link for *${md.escape(meta.u)}* to ${to} could not be sent: ${out.reason} ${out.next}` };
+        return { modal: progressModal('Reset password', String(notice.text), 'done'), notice };
+      },
+    };
   }
   if (method !== 'temp') throw new ValidationErrors({ method: 'Choose a link or a temporary password.' });
   const r = await ctx.services.userAdmin.setTempPassword(ctx.actor, meta.u, str(values.totp));

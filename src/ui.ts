@@ -71,6 +71,8 @@ export interface Modal {
   callbackId: string;
   title: string;
   submit?: string;
+  /** Label of the close button (default Cancel); e.g. Close on a view that only reports. */
+  close?: string;
   /** Opaque reference handed back on submit. Never trust it alone: handlers re-check everything. */
   metadata?: string;
   /** Markdown shown above the fields. */

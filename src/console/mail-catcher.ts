@@ -22,6 +22,11 @@ export class MailCatcher {
   mode: MailMode = 'ok';
   readonly received: ReceivedMail[] = [];
   requests = 0;
+  /** Requests answered so far (any answer; a hang or a drop is not one). */
+  answered = 0;
+  /** A slow mail API: every request is answered this long after it arrived. */
+  delayMs = 0;
+  private gate?: { promise: Promise<void>; open: () => void };
   url = '';
   private server?: http.Server;
 
@@ -42,7 +47,10 @@ export class MailCatcher {
     this.requests++;
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    if (this.gate) await this.gate.promise;
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.mode === 'hang') return;
+    res.on('finish', () => this.answered++);
     if (this.mode === 'drop') {
       req.socket.destroy();
       return;
@@ -63,6 +71,19 @@ export class MailCatcher {
     });
     res.writeHead(202);
     res.end();
+  }
+
+  /** Holds every request (arrived or to come) unanswered until release(): a mail API slower than anything. */
+  hold(): void {
+    if (this.gate) return;
+    let open!: () => void;
+    const promise = new Promise<void>((r) => (open = r));
+    this.gate = { promise, open };
+  }
+
+  release(): void {
+    this.gate?.open();
+    this.gate = undefined;
   }
 
   /** Settings that point Warden's mailer at this server. */

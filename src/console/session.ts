@@ -6,6 +6,7 @@ import type { CapturedCall, FakeSlack } from '../slack/sim/fake-slack.js';
 import type { ConsolePerson } from './demo-data.js';
 import type { MailCatcher } from './mail-catcher.js';
 import { ConsoleRenderer } from './render.js';
+import { PROGRESS_VIEWS } from '../../commands/types.js';
 
 /**
  * One conversation with the console: the interactive prompt, a scripted run, or scripted
@@ -326,6 +327,8 @@ export class Session {
     this.flush();
     this.out(`\n┌─ ${view.title?.text ?? 'Form'} ─`);
     for (const b of view.blocks ?? []) if (b.type === 'section' && b.text) this.out(`│ ${r.mrkdwn(b.text.text).replace(/\n/g, '\n│ ')}`);
+    // A view that only reports (the outcome of a progress reply) has nothing to fill in.
+    if (view.callback_id === PROGRESS_VIEWS.done) return void this.out('└─');
     const ask = this.opts.ask;
     if (!ask) {
       this.failed = true;
@@ -395,13 +398,21 @@ export class Session {
           break;
         }
       }
-      const { answer, ack } = await this.hub.driver.submit(this.actingAs, view, values);
+      const { answer, ack, viewId } = await this.hub.driver.submit(this.actingAs, view, values);
       if (answer.status !== 200) return void this.fail(`└─ Warden did not accept the form (HTTP ${answer.status})`);
       if (ack?.response_action === 'errors') {
         const byId = new Map(inputs.map((b: any) => [b.block_id, b.label?.text ?? b.block_id]));
         for (const [field, msg] of Object.entries(ack.errors as Record<string, string>)) this.out(`│ ✗ ${byId.get(field) ?? field}: ${r.mrkdwn(msg)}`);
         pending = inputs.filter((b: any) => b.block_id in ack.errors);
         continue;
+      }
+      if (ack?.response_action === 'update' && ack.view?.callback_id === PROGRESS_VIEWS.working) {
+        // Ack first: Warden answered with "Sending…"; the same view is updated with the outcome.
+        for (const b of ack.view.blocks ?? []) if (b.type === 'section' && b.text) this.out(`│ ${r.mrkdwn(b.text.text).replace(/\n/g, '\n│ ')}`);
+        const update = await this.hub.driver.viewUpdate(viewId, 60_000).catch(() => undefined);
+        if (!update) return void this.fail('└─ Warden did not report how it ended (no update of the form within 60 s)');
+        this.out('└─');
+        return this.fillModal(update.args.view);
       }
       if (ack?.response_action === 'update' || ack?.response_action === 'push') {
         this.out('└─');

@@ -4,6 +4,7 @@ import { alertJobStarters } from './alerts.js';
 import { startHealthJob } from './health.js';
 import { startPromotionJobs } from './promotions.js';
 import { startTwofaJobs } from './twofa.js';
+import { startPendingSendsJob } from './pending-sends.js';
 
 /**
  * Scheduled jobs (node-cron), each a thin call into a service, run once per tick across
@@ -11,7 +12,7 @@ import { startTwofaJobs } from './twofa.js';
  */
 export type JobStarter = (services: Services) => Promise<() => Promise<void>> | (() => Promise<void>);
 
-export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs, startTwofaJobs, startHealthJob, startRetentionJob];
+export const jobStarters: JobStarter[] = [...alertJobStarters, startPromotionJobs, startTwofaJobs, startPendingSendsJob, startHealthJob, startRetentionJob];
 
 export async function startJobs(services: Services): Promise<() => Promise<void>> {
   const stops: (() => Promise<void>)[] = [];

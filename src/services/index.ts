@@ -10,6 +10,7 @@ import { IdentityService, type SlackDirectory } from './identity.js';
 import { IdentityChanges } from './identity-changes.js';
 import { HealthService } from './health.js';
 import { HttpMailer, type Mailer } from './mailer.js';
+import { PendingSends } from './pending-sends.js';
 import { IncidentService } from './incidents.js';
 import { Lifecycle } from './lifecycle.js';
 import { Masker } from './masking.js';
@@ -75,6 +76,8 @@ export interface Services {
   twofaReports: TwoFaReports;
   /** Write side of /users: create, edit, role, unlock, password resets, delete, link (issue 3). */
   userAdmin: UserAdminService;
+  /** Codes and links sent after the form was answered, outside any transaction; a state row each (issue 12). */
+  pendingSends: PendingSends;
 }
 
 export interface ServiceDeps {
@@ -129,12 +132,25 @@ export function createServices(deps: ServiceDeps): Services {
     masker: new Masker(config.ANONYMIZE_AUDIT_LOGS, config.SLACK_SIGNING_SECRET),
     ...createAuditServices({ config, db, chat: deps.chat, logger: deps.logger, signal: lifecycle.signal }),
     outbox,
-  } satisfies Omit<Services, 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin' | 'lockouts' | 'bursts' | 'digests' | 'storms'>;
+  } satisfies Omit<Services, 'pendingSends' | 'promotions' | 'health' | 'incidents' | 'twofaRecovery' | 'twofaReports' | 'userAdmin' | 'lockouts' | 'bursts' | 'digests' | 'storms'>;
+  const pendingSends = new PendingSends({
+    db,
+    logger: deps.logger,
+    outbox,
+    // A send takes at most the mail timeout (or Slack's); past this margin its process is gone.
+    leaseMs: config.EMAIL_TIMEOUT_MS + 60_000,
+    revokers: () => ({
+      '2fa_code': (q, row, reason) => all.twofaRecovery.revokeUnsent(q, row, reason),
+      set_password_link: (q, row, reason) => all.userAdmin.revokeUnsentLink(q, row, reason),
+      reset_link: (q, row, reason) => all.userAdmin.revokeUnsentLink(q, row, reason),
+    }),
+  });
   const baseAlertDeps = { config, db, outbox: services.outbox, masker: services.masker, logger: deps.logger };
   const alertDeps = { ...baseAlertDeps, storms: new AlertStorms(baseAlertDeps) };
   const all: Services = {
     ...services,
     storms: alertDeps.storms,
+    pendingSends,
     lockouts: new LockoutAlerts(alertDeps),
     bursts: new BurstAlerts(alertDeps),
     digests: new Digests(alertDeps),
@@ -153,6 +169,7 @@ export function createServices(deps: ServiceDeps): Services {
       store,
       logger: deps.logger,
       resetUrl: config.PASSWORD_RESET_URL,
+      pendingSends,
     }),
     promotions: new PromotionService({
       config,

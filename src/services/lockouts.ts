@@ -413,10 +413,12 @@ export class LockoutAlerts {
   /**
    * An account was unlocked some other way (`/users unlock`, the account card's button):
    * every open lockout card of that account says so too, so the channel never shows a
-   * lock that is gone. Returns how many cards were updated.
+   * lock that is gone. Returns how many cards were updated. With `inTx`, in the unlock's own
+   * transaction, so that the account and its cards can never disagree after a crash.
    */
-  async markUserUnlocked(actor: Actor, userId: number): Promise<number> {
-    return this.deps.db.tx(async (q) => {
+  async markUserUnlocked(actor: Actor, userId: number, inTx?: Queryable): Promise<number> {
+    const run = (fn: (q: Queryable) => Promise<number>) => (inTx ? fn(inTx) : this.deps.db.tx(fn));
+    return run(async (q) => {
       const { rows } = await q.query<LockoutAlertRow>(
         `UPDATE warden_lockout_alert SET unlocked_by = $2, unlocked_at = now()
           WHERE user_id = $1 AND unlocked_at IS NULL RETURNING *`,

@@ -10,6 +10,7 @@ import { requireAdmin, type Actor } from './identity.js';
 import type { IdentityChange } from './identity-changes.js';
 import type { Services } from './index.js';
 import { maskEmail, maskText } from './masking.js';
+import type { PendingSendRow, SendOutcome } from './pending-sends.js';
 
 /**
  * 2FA recovery (issue #5): the guide's "2FA Lockout Recovery" without the raw UPDATE.
@@ -63,10 +64,13 @@ const OPEN_STATUSES = ['verifying', 'pending'] as const;
 export type RecoveryStatus = 'verifying' | 'pending' | 'approved' | 'rejected' | 'expired' | 'cancelled';
 
 const checkStateSchema = z.object({
-  result: z.enum(['sent', 'passed', 'failed', 'locked']),
+  // unsent: the code's e-mail or DM failed (or its process died) and the code was revoked.
+  result: z.enum(['sent', 'passed', 'failed', 'locked', 'unsent']),
   sends: z.number().default(1),
   attempts: z.number().default(0),
   sent_at: z.string().optional(),
+  /** Why the last code did not go out (result unsent). */
+  error: z.string().optional(),
   passed_at: z.string().optional(),
   via: z.string().optional(),
 });
@@ -119,6 +123,18 @@ export interface VerifyOutcome {
   passed: WardenCheck[];
   /** True when this submission sent the recovery to approval. */
   submitted: boolean;
+}
+
+/** A recovery whose codes are recorded and not sent yet: `send` sends them, after the commit. */
+export interface OpenedRecovery {
+  recovery: Recovery;
+  send(): Promise<CodesSent>;
+}
+
+export interface CodesSent {
+  recovery: Recovery;
+  /** Checks whose code did not go out: why, and what the admin can do. */
+  unsent: Partial<Record<WardenCheck, { reason: string; next: string }>>;
 }
 
 function isUniqueViolation(e: unknown): boolean {
@@ -265,14 +281,15 @@ export class TwoFaRecoveryService {
   }
 
   /**
-   * Opens a recovery and sends the chosen codes. The sends happen inside the transaction
-   * that creates the recovery: if the mail API or Slack refuses, it rolls back and nothing
-   * is left half open (the code that may have gone out was never stored, so it is useless).
+   * Opens a recovery: the recovery, its code hashes, its audit row and one pending send per
+   * code are committed together; `send()` then sends the codes (after the commit, outside any
+   * transaction: the form is answered first). A code that does not go out is revoked and its
+   * check marked unsent, so the admin can send a new one or cancel.
    */
   async open(
     actor: Actor,
     input: { username: string; manualChecks: string[]; evidence: string; wardenChecks: string[]; totp?: string | null },
-  ): Promise<Recovery> {
+  ): Promise<OpenedRecovery> {
     requireAdmin(actor, 'recover 2FA');
     const errors: Record<string, string> = {};
     const manual = [...new Set(input.manualChecks)];
@@ -309,7 +326,7 @@ export class TwoFaRecoveryService {
     const checks: Record<string, CheckState> = {};
     for (const c of chosen) checks[c] = { result: 'sent', sends: 1, attempts: 0, sent_at: now };
 
-    const id = await this.s.db.tx(async (q) => {
+    const opened = await this.s.db.tx(async (q) => {
       const locked = await q.query<{ two_fa_enabled: boolean | null }>('SELECT two_fa_enabled FROM "user" WHERE id = $1 FOR UPDATE', [target.id]);
       if (!locked.rows[0]) throw new NotFoundError(`\`${target.username}\` was deleted in the meantime. Nothing was opened.`);
       if (!locked.rows[0].two_fa_enabled) throw new UserError(`\`${target.username}\` no longer has 2FA enabled. Nothing was opened.`);
@@ -338,7 +355,11 @@ export class TwoFaRecoveryService {
         if (isUniqueViolation(e)) throw new ConflictError(`A 2FA recovery for \`${target.username}\` was opened a moment ago by someone else. Nothing was opened.`);
         throw e;
       }
-      for (const [c, h] of hashed) await this.insertCode(q, recoveryId, c, h);
+      const sends: { check: WardenCheck; id: number }[] = [];
+      for (const [c, h] of hashed) {
+        const codeId = await this.insertCode(q, recoveryId, c, h);
+        sends.push({ check: c, id: await this.recordSend(q, actor, target, c, available[c], codeId) });
+      }
       await writeAudit(q, actor, {
         action: '2fa_recovery_opened',
         entityType: '2fa_recovery',
@@ -350,14 +371,68 @@ export class TwoFaRecoveryService {
           manual_checks: manual,
           evidence: maskText(evidence),
           warden_checks: chosen,
+          // Recorded for sending after this commit; one that does not go out gets 2fa_recovery_code_unsent.
           codes_sent: chosen,
         },
       });
-      for (const c of chosen) await this.deliver(c, target, available[c], codes.get(c)!, actor, recoveryId);
-      return recoveryId;
+      return { id: recoveryId, sends };
     });
-    this.s.logger.info({ recovery: id, target: target.username, actor: actor.user.username, checks: chosen }, '2fa recovery opened');
-    return this.get(id);
+    this.s.logger.info({ recovery: opened.id, target: target.username, actor: actor.user.username, checks: chosen }, '2fa recovery opened');
+    return {
+      recovery: await this.get(opened.id),
+      send: () => this.sendCodes(opened.id, opened.sends.map((x) => ({ ...x, run: () => this.deliver(x.check, target, available[x.check], codes.get(x.check)!, actor, opened.id) }))),
+    };
+  }
+
+  private async recordSend(q: Queryable, actor: Actor, target: UserRow, channel: WardenCheck, where: CheckAvailability, codeId: number) {
+    return this.s.pendingSends.record(q, {
+      kind: '2fa_code',
+      channel,
+      targetUserId: target.id,
+      refId: codeId,
+      destination: where.destination ?? (channel === 'email' ? maskEmail(target.email) : 'their Slack account'),
+      actor,
+    });
+  }
+
+  /** Sends recorded codes one after the other (outside any transaction), each marked as it goes. */
+  private async sendCodes(recoveryId: number, sends: { check: WardenCheck; id: number; run: () => Promise<void> }[]): Promise<CodesSent> {
+    const unsent: CodesSent['unsent'] = {};
+    for (const x of sends) {
+      const out: SendOutcome = await this.s.pendingSends.deliver(x.id, x.run);
+      if (!out.ok) unsent[x.check] = { reason: out.reason, next: out.next };
+    }
+    return { recovery: await this.get(recoveryId), unsent };
+  }
+
+  /**
+   * A code that did not go out (refused, timed out, or its process died): the code is revoked,
+   * its check marked unsent unless a newer code replaced it, `2fa_recovery_code_unsent` audited.
+   * Runs in the transaction that marks the send.
+   */
+  async revokeUnsent(q: Queryable, send: PendingSendRow, reason: string): Promise<string> {
+    const { rows } = await q.query<{ recovery_id: number; channel: WardenCheck }>(
+      `UPDATE warden_2fa_code SET revoked_at = now() WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL RETURNING recovery_id, channel`,
+      [send.ref_id],
+    );
+    const code = rows[0];
+    if (!code) return 'That code had already been replaced or used.';
+    const r = recoveryRowSchema.parse(
+      (await q.query(`SELECT ${RECOVERY_COLUMNS} FROM warden_2fa_recovery WHERE id = $1 FOR UPDATE`, [code.recovery_id])).rows[0],
+    );
+    const newer = await q.query('SELECT 1 FROM warden_2fa_code WHERE recovery_id = $1 AND channel = $2 AND id > $3', [r.id, code.channel, send.ref_id]);
+    const prev = r.checks[code.channel];
+    if (!newer.rowCount && prev && prev.result !== 'passed') await this.setCheck(q, r.id, code.channel, { ...prev, result: 'unsent', error: reason });
+    await writeAudit(q, null, {
+      action: '2fa_recovery_code_unsent',
+      entityType: '2fa_recovery',
+      entityId: r.id,
+      details: { recovery_id: r.id, target: r.target_username, check: code.channel, reason, requested_by: send.requested_by_username, send_id: send.id },
+    });
+    const open = (r.status === 'verifying' || r.status === 'pending') && r.expires_at > new Date();
+    return open
+      ? `The code was revoked. Run \`/2fa recover ${r.target_username}\` to send a new ${CHECK_LABELS[code.channel].toLowerCase()} or to cancel recovery #${r.id}.`
+      : `The code was revoked; recovery #${r.id} is ${r.status}.`;
   }
 
   private async countSends(actor: Actor, target: UserRow, n: number, field: string) {
@@ -378,15 +453,16 @@ export class TwoFaRecoveryService {
     }
   }
 
-  private async insertCode(q: Queryable, recoveryId: number, channel: WardenCheck, h: { salt: string; hash: string }) {
-    await q.query(
+  private async insertCode(q: Queryable, recoveryId: number, channel: WardenCheck, h: { salt: string; hash: string }): Promise<number> {
+    const { rows } = await q.query<{ id: number }>(
       `INSERT INTO warden_2fa_code (recovery_id, channel, code_hash, salt, max_attempts, expires_at)
-       VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))`,
+       VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id`,
       [recoveryId, channel, h.hash, h.salt, CODE_MAX_ATTEMPTS, CODE_TTL_SECONDS],
     );
+    return rows[0].id;
   }
 
-  /** Sends one code. Failures become a UserError naming the channel; the caller's transaction rolls back. */
+  /** Sends one code (never inside a transaction). Failures become a UserError naming the channel. */
   private async deliver(channel: WardenCheck, target: UserRow, where: CheckAvailability, code: string, actor: Actor, recoveryId: number) {
     const intro =
       `An administrator (${actor.user.username}) is verifying your identity to reset the two-factor authentication ` +
@@ -402,20 +478,20 @@ export class TwoFaRecoveryService {
       } catch (e) {
         const why = e instanceof UserError ? e.message : 'The mail service failed.';
         this.s.logger.warn({ recovery: recoveryId, channel, reason: why }, '2fa recovery code could not be e-mailed');
-        throw new UserError(`Could not send the e-mail code: ${why} Nothing was opened; try again later or use another check.`, RECOVERY_FIELDS.wardenChecks);
+        throw new UserError(`Could not send the e-mail code: ${why}`, RECOVERY_FIELDS.wardenChecks);
       }
     } else {
       try {
         await this.s.chat.dm(where.slackUserId!, recoveryCodeDm({ intro, code: fmtCode(code), minutes: CODE_TTL_SECONDS / 60, warning }));
       } catch (e) {
         this.s.logger.warn({ recovery: recoveryId, channel, err: { message: (e as Error).message } }, '2fa recovery code could not be sent by Slack DM');
-        throw new UserError('Could not send the Slack code (Slack did not accept the DM). Nothing was opened; try again later.', RECOVERY_FIELDS.wardenChecks);
+        throw new UserError('Could not send the Slack code (Slack did not accept the DM).', RECOVERY_FIELDS.wardenChecks);
       }
     }
   }
 
-  /** Sends a fresh code for one check; the previous one stops working. */
-  async resend(actor: Actor, recoveryId: number, channel: WardenCheck): Promise<Recovery> {
+  /** Sends a fresh code for one check; the previous one stops working. The send runs after the commit. */
+  async resend(actor: Actor, recoveryId: number, channel: WardenCheck): Promise<CodesSent> {
     requireAdmin(actor, 'recover 2FA');
     const r = await this.get(recoveryId);
     this.requireInitiator(actor, r, 'send codes for');
@@ -430,14 +506,14 @@ export class TwoFaRecoveryService {
     const code = generateCode();
     const salt = crypto.randomBytes(16).toString('hex');
     const hash = await hashCode(code, salt);
-    await this.s.db.tx(async (q) => {
+    const sendId = await this.s.db.tx(async (q) => {
       const cur = await this.get(r.id, q);
       this.requireVerifying(cur);
       await q.query(
         `UPDATE warden_2fa_code SET revoked_at = now() WHERE recovery_id = $1 AND channel = $2 AND used_at IS NULL AND revoked_at IS NULL`,
         [r.id, channel],
       );
-      await this.insertCode(q, r.id, channel, { salt, hash });
+      const codeId = await this.insertCode(q, r.id, channel, { salt, hash });
       const sends = (cur.checks[channel]?.sends ?? 0) + 1;
       await this.setCheck(q, r.id, channel, { result: 'sent', sends, attempts: 0, sent_at: new Date().toISOString() });
       await writeAudit(q, actor, {
@@ -446,9 +522,9 @@ export class TwoFaRecoveryService {
         entityId: r.id,
         details: { recovery_id: r.id, target: r.target_username, check: channel, sends },
       });
-      await this.deliver(channel, target, available, code, actor, r.id);
+      return this.recordSend(q, actor, target, channel, available, codeId);
     });
-    return this.get(r.id);
+    return this.sendCodes(r.id, [{ check: channel, id: sendId, run: () => this.deliver(channel, target, available, code, actor, r.id) }]);
   }
 
   // ---------------------------------------------------------------- verifying

@@ -9,7 +9,8 @@ import { md, mrkdwn, type Message } from '../ui.js';
 import type { Chat } from './chat.js';
 import { recordIdentityChange, type IdentityChanges } from './identity-changes.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
-import type { Mailer } from './mailer.js';
+import type { Mailer, MailMessage } from './mailer.js';
+import { secretHash, type PendingSendRow, type PendingSends, type SendOutcome } from './pending-sends.js';
 import { maskEmail, maskIp } from './masking.js';
 import { generateResetToken, generateTempPassword, hashPassword, RESET_TOKEN_TTL_MS } from './passwords.js';
 import type { StepUpService } from './step-up.js';
@@ -62,8 +63,10 @@ export interface UserChanges {
 export interface CreateResult {
   user: UserRow;
   tempPassword?: string;
-  /** Address the set-password link went to (unmasked; mask before showing). */
+  /** Address the set-password link goes to (unmasked; mask before showing). */
   mailedTo?: string;
+  /** Sends the set-password link (after the account's transaction committed); revoked if it fails. */
+  send?: () => Promise<SendOutcome>;
   /** The new account is an admin without 2FA: a reminder notification was recorded. */
   twoFaReminder: boolean;
 }
@@ -90,6 +93,8 @@ export interface UserAdminDeps {
   logger: Logger;
   /** Base of reset links; the token is appended as is. */
   resetUrl?: string;
+  /** Links are e-mailed after the form was answered and the transaction committed (issue 12). */
+  pendingSends: PendingSends;
 }
 
 const emailSchema = z
@@ -181,7 +186,8 @@ export class UserAdminService {
     const passwordHash = await hashPassword(tempPassword ?? generateTempPassword(32));
     const token = input.password === 'link' ? generateResetToken() : null;
 
-    return this.db.tx(async (q) => {
+    // The account and the pending send are written together; the link is mailed after the commit.
+    const created = await this.db.tx(async (q) => {
       await this.assertStillAdmin(q, actor);
       if (this.db.kind === 'pg') await q.query('SELECT pg_advisory_xact_lock($1)', [727_003]);
       await this.validateNewUser(q, input);
@@ -203,23 +209,30 @@ export class UserAdminService {
         after: row,
         details: { username: user.username, role: user.role, password_setup: input.password },
       });
-      if (token) {
-        await this.mail(
-          {
-            to: user.email,
-            subject: 'Set your password',
-            text:
-              `Hello ${user.username},\n\nAn administrator created an account for you (role: ${user.role}).\n` +
-              `Set your password here (the link is valid for 1 hour):\n\n${this.deps.resetUrl}${token}\n\n` +
-              'If the link has expired, ask an administrator for a new one.',
-          },
-          'Account not created: ',
-          'The account was not saved, so nothing changed. Try again, or choose a temporary password.',
-          'password',
-        );
-      }
-      return { user, tempPassword, mailedTo: token ? user.email : undefined, twoFaReminder };
+      const sendId = token
+        ? await this.deps.pendingSends.record(q, {
+            kind: 'set_password_link',
+            channel: 'email',
+            targetUserId: user.id,
+            refId: user.id,
+            destination: maskEmail(user.email),
+            secret: token,
+            actor,
+          })
+        : undefined;
+      return { user, tempPassword, mailedTo: token ? user.email : undefined, twoFaReminder, sendId };
     });
+    if (!created.sendId || !token) return created;
+    const { sendId, ...result } = created;
+    const message: MailMessage = {
+      to: result.user.email,
+      subject: 'Set your password',
+      text:
+        `Hello ${result.user.username},\n\nAn administrator created an account for you (role: ${result.user.role}).\n` +
+        `Set your password here (the link is valid for 1 hour):\n\n${this.deps.resetUrl}${token}\n\n` +
+        'If the link has expired, ask an administrator for a new one.',
+    };
+    return { ...result, send: () => this.deps.pendingSends.deliver(sendId, () => this.deps.mailer.send(message)) };
   }
 
   private async validateNewUser(q: Queryable, input: NewUserInput) {
@@ -452,22 +465,17 @@ export class UserAdminService {
   // ---------------------------------------------------------------- unlock
 
   /**
-<<<<<<< HEAD
-   * Lifting a lockout needs step-up on every path (docs/SECURITY.md). `alsoInTx` runs in the
-   * unlock's own transaction (e.g. marking the lockout card unlocked), so that a crash can
-   * never leave one step done without the other.
-=======
    * Clears the lockout (the guide's "Database Unlock"), returning the failed attempts that caused
    * it: the account's counted attempts since its last sign-in, not older ones of the same name.
-   * `alsoInTx` runs in the unlock's own transaction (e.g. marking the lockout card unlocked), so
-   * that a crash can never leave one step done without the other.
->>>>>>> d176d1d (feat(console): README walk-through (first and second run) run by a test; break-glass against real PostgreSQL tested; click by label; unlock lists only the attempts since the last sign-in)
+   * Lifting a lockout needs step-up on every path (docs/SECURITY.md). `alsoInTx` runs in the
+   * unlock's own transaction (e.g. marking the lockout cards unlocked), so that a crash can
+   * never leave one step done without the other.
    */
   async unlock(
     actor: Actor,
     username: string,
     stepUpCode: string | null | undefined,
-    opts: { alsoInTx?: (q: Queryable) => Promise<void> } = {},
+    opts: { alsoInTx?: (q: Queryable, user: UserRow) => Promise<void> } = {},
   ): Promise<{ before: UserRow; user: UserRow; attempts: FailedAttempt[] }> {
     requireAdmin(actor, 'unlock accounts');
     await this.checkUnlock(this.db, username, false);
@@ -482,7 +490,7 @@ export class UserAdminService {
   async unlockAfterStepUp(
     actor: Actor,
     username: string,
-    opts: { alsoInTx?: (q: Queryable) => Promise<void> } = {},
+    opts: { alsoInTx?: (q: Queryable, user: UserRow) => Promise<void> } = {},
   ): Promise<{ before: UserRow; user: UserRow; attempts: FailedAttempt[] }> {
     requireAdmin(actor, 'unlock accounts');
     const done = await this.db.tx(async (q) => {
@@ -500,7 +508,7 @@ export class UserAdminService {
         after: rows[0],
         details: { username, failed_attempts: before.failed_login_attempts ?? 0, was_locked: status === 'locked' },
       });
-      await opts.alsoInTx?.(q);
+      await opts.alsoInTx?.(q, before);
       return { before, user: toUser(rows[0]) };
     });
     const counted = Math.min(Math.max(done.before.failed_login_attempts ?? 0, 1), 10);
@@ -564,14 +572,20 @@ export class UserAdminService {
   }
 
   /**
-   * The guide's "Email Reset Link": a fresh token valid 1 hour, e-mailed to the user. The
-   * mail is sent inside the transaction, so a failed or timed-out mail rolls the token back.
+   * The guide's "Email Reset Link": a fresh token valid 1 hour, e-mailed to the user. The token,
+   * its audit row and a pending send are committed first; `send` mails it afterwards (outside
+   * any transaction) and revokes the token if the mail fails.
    */
-  async sendResetLink(actor: Actor, username: string, stepUpCode: string | null | undefined): Promise<{ user: UserRow; mailedTo: string; expiresAt: Date }> {
+  async sendResetLink(
+    actor: Actor,
+    username: string,
+    stepUpCode: string | null | undefined,
+  ): Promise<{ user: UserRow; mailedTo: string; expiresAt: Date; send: () => Promise<SendOutcome> }> {
     const target = await this.checkReset(actor, username, 'link');
     await this.deps.stepUp.verify(actor, stepUpCode, 'password_reset_link');
     await this.countReset(actor, target);
-    return this.db.tx(async (q) => {
+    const token = generateResetToken();
+    const r = await this.db.tx(async (q) => {
       await this.assertStillAdmin(q, actor);
       const row = await this.loadTarget(q, username, true);
       const before = toUser(row);
@@ -579,7 +593,6 @@ export class UserAdminService {
         throw new ConflictError(`\`${username}\` is disabled. Re-enable the account with \`/users edit ${username}\` first.`, 'method');
       }
       if (before.role === 'admin') throw new ForbiddenError(ADMIN_IDENTITY_ELSEWHERE, 'method');
-      const token = generateResetToken();
       const expiresAt = new Date(Date.now() + RESET_TOKEN_TTL_MS);
       const { rows } = await q.query(
         `UPDATE "user" SET password_reset_token = $2, password_reset_token_expires = $3 WHERE id = $1 RETURNING *`,
@@ -593,21 +606,74 @@ export class UserAdminService {
         after: rows[0],
         details: { username, method: 'link', expires_at: expiresAt.toISOString(), mailed_to: maskEmail(before.email) },
       });
-      await this.mail(
-        {
-          to: before.email,
-          subject: 'Reset your password',
-          text:
-            `Hello ${before.username},\n\nAn administrator started a password reset for your account.\n` +
-            `Choose a new password here (the link is valid for 1 hour):\n\n${this.deps.resetUrl}${token}\n\n` +
-            'If you did not expect this, tell your administrator.',
-        },
-        'No e-mail was sent: ',
-        'The reset token was not saved, so nothing changed. Try again later, or use a temporary password.',
-        'method',
-      );
-      return { user: toUser(rows[0]), mailedTo: before.email, expiresAt };
+      const sendId = await this.deps.pendingSends.record(q, {
+        kind: 'reset_link',
+        channel: 'email',
+        targetUserId: before.id,
+        refId: before.id,
+        destination: maskEmail(before.email),
+        secret: token,
+        actor,
+      });
+      return { user: toUser(rows[0]), mailedTo: before.email, expiresAt, sendId };
     });
+    const message: MailMessage = {
+      to: r.mailedTo,
+      subject: 'Reset your password',
+      text:
+        `Hello ${r.user.username},\n\nAn administrator started a password reset for your account.\n` +
+        `Choose a new password here (the link is valid for 1 hour):\n\n${this.deps.resetUrl}${token}\n\n` +
+        'If you did not expect this, tell your administrator.',
+    };
+    return {
+      user: r.user,
+      mailedTo: r.mailedTo,
+      expiresAt: r.expiresAt,
+      send: () => this.deps.pendingSends.deliver(r.sendId, () => this.deps.mailer.send(message)),
+    };
+  }
+
+  /**
+   * A set-password or reset link that was not sent (the mail API refused or timed out, or the
+   * process died before it knew): the token is cleared if it is still the one of that send, and
+   * `password_reset_link_unsent` is audited. Runs in the transaction that marks the send.
+   */
+  async revokeUnsentLink(q: Queryable, send: PendingSendRow, reason: string): Promise<string> {
+    const { rows } = await q.query<Record<string, any>>('SELECT * FROM "user" WHERE id = $1 FOR UPDATE', [send.target_user_id]);
+    const row = rows[0];
+    if (!row) return 'The account no longer exists.';
+    const still = typeof row.password_reset_token === 'string' && secretHash(row.password_reset_token) === send.secret_hash;
+    const after = still
+      ? (
+          await q.query(
+            'UPDATE "user" SET password_reset_token = NULL, password_reset_token_expires = NULL WHERE id = $1 RETURNING *',
+            [row.id],
+          )
+        ).rows[0]
+      : row;
+    await writeAudit(q, null, {
+      action: 'password_reset_link_unsent',
+      entityType: 'user',
+      entityId: row.id,
+      before: row,
+      after,
+      details: {
+        username: row.username,
+        link: send.kind === 'set_password_link' ? 'set_password' : 'reset',
+        mailed_to: send.destination,
+        reason,
+        token_revoked: still,
+        requested_by: send.requested_by_username,
+        send_id: send.id,
+      },
+    });
+    const name = row.username as string;
+    if (send.kind === 'set_password_link') {
+      return row.role === 'admin'
+        ? `The account \`${name}\` exists but has no password anyone knows: set one in the application’s admin dashboard.`
+        : `The account \`${name}\` exists but has no password anyone knows: send a new link with \`/users reset-password ${name} link\`, or give a temporary password with \`/users reset-password ${name} temp\`.`;
+    }
+    return `The link was revoked and nothing else changed. Try \`/users reset-password ${name}\` again later, or use a temporary password.`;
   }
 
   /** The guide's "Set Temporary Password", with step-up. The password is returned once and never stored in clear. */
@@ -918,12 +984,4 @@ export class UserAdminService {
     }
   }
 
-  private async mail(message: { to: string; subject: string; text: string }, prefix: string, suffix: string, field: string) {
-    try {
-      await this.deps.mailer.send(message);
-    } catch (e) {
-      const reason = e instanceof UserError ? e.message : 'The mail service failed.';
-      throw new UserError(`${prefix}${reason} ${suffix}`, field);
-    }
-  }
 }

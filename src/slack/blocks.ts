@@ -191,7 +191,7 @@ export function modalView(modal: Modal, privateMetadata: string): object {
     callback_id: modal.callbackId,
     title: plain(modal.title, LIMITS.modalTitle),
     ...(modal.fields.length ? { submit: plain(modal.submit ?? 'Submit', 24) } : {}),
-    close: plain('Cancel', 24),
+    close: plain(modal.close ?? 'Cancel', 24),
     private_metadata: privateMetadata.slice(0, LIMITS.privateMetadata),
     blocks: blocks.slice(0, LIMITS.modalBlocks),
   };

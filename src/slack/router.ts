@@ -2,14 +2,15 @@ import crypto from 'node:crypto';
 import type { App } from '@slack/bolt';
 import { request } from 'undici';
 import { helpText, tokenize } from '../../commands/grammar.js';
-import type {
-  ActionHandler,
-  ActionReply,
-  CommandModule,
-  InteractionContext,
-  InteractionModule,
-  Reply,
-  ViewHandler,
+import {
+  type ActionHandler,
+  type ActionReply,
+  type CommandModule,
+  type InteractionContext,
+  type InteractionModule,
+  type Reply,
+  PROGRESS_VIEWS,
+  type ViewHandler,
 } from '../../commands/types.js';
 import { UserError, ValidationErrors } from '../errors.js';
 import { describeDbError, isDatabaseConnectionError } from '../services/database-outage.js';
@@ -17,7 +18,7 @@ import { StoreUnavailableError } from '../store/index.js';
 import type { Logger } from '../logger.js';
 import { requireAdmin, type SlackIdentity } from '../services/identity.js';
 import type { Services } from '../services/index.js';
-import { cleanText, md, mrkdwn, type Message, type Mrkdwn } from '../ui.js';
+import { cleanText, md, mrkdwn, type Message, type Modal, type Mrkdwn } from '../ui.js';
 import { messagePayload, modalView, readModalValues } from './blocks.js';
 import { markDuplicate, requestRef } from './request-log.js';
 import { allowedResponseUrl, createEnvelopeSealer, type Envelope, type EnvelopeSealer } from './envelope.js';
@@ -208,6 +209,8 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
         response_action: 'errors',
         errors: Object.fromEntries(Object.entries(errors).map(([k, v]) => [k, cleanText(v, true).slice(0, 2000)])),
       }) as Promise<void>;
+    // Views that only report (a progress reply's): nothing to run. Slack shows them no submit button.
+    if (callbackId === PROGRESS_VIEWS.working || callbackId === PROGRESS_VIEWS.done) return ack();
     const first = firstDelivery(body);
     try {
       const handler = views.get(callbackId);
@@ -234,6 +237,24 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
             view: modalView(reply.modal, sealer.seal({ ...envelope, m: reply.modal.metadata ?? '' })),
           });
           return;
+        case 'progress': {
+          // Ack first: Slack gets the "working on it" view now; the e-mail or DM runs after.
+          await (ack as any)({ response_action: 'update', view: modalView(reply.modal, sealer.seal({ ...envelope, m: reply.modal.metadata ?? '' })) });
+          const viewId = (body as any).view?.id as string | undefined;
+          const done: { modal: Modal; notice: Message } = await reply.finish().catch((e) => {
+            const text = errorMessage(e, callbackId, { userId: slack.userId }).text;
+            return { modal: { callbackId: PROGRESS_VIEWS.done, title: reply.modal.title, close: 'Close', intro: String(text), fields: [] }, notice: { text } };
+          });
+          try {
+            if (!viewId) throw new Error('the submission named no view');
+            await client.views.update({ view_id: viewId, view: modalView(done.modal, sealer.seal({ ...envelope, m: done.modal.metadata ?? '' })) } as any);
+          } catch (err) {
+            // The user closed the form meanwhile (Slack: not_found): the outcome comes as a DM.
+            logger.info({ err: { message: (err as Error).message }, callbackId }, 'the form is gone; its outcome is sent as a DM');
+            await services.chat.dm(slack.userId, done.notice).catch((e2) => logger.error({ err: e2 }, 'could not DM the outcome of a form'));
+          }
+          return;
+        }
         case 'close':
           await ack();
           if (reply.updateSource && envelope.ru) {

@@ -87,17 +87,31 @@ describe('/2fa recover over signed HTTP', () => {
     expect((await db.query('SELECT count(*)::int AS n FROM warden_2fa_recovery')).rows[0].n).toBe(0);
   });
 
-  it('tells the admin when the mail API is down and opens nothing', async () => {
-    const before = await snapshot(db);
+  it('tells the admin when the mail API is down: the code is revoked, the form says how to go on, Cancel closes it', async () => {
     const form = await openForm();
     expect(form.method).toBe('views.open');
     mail.mode = '500';
-    const { ack } = await t.driver.submit('U_ALICE', form.args.view, { ...FORM, totp: await stepUp.of(alice) });
-    mail.mode = 'ok';
-    expect(ack.response_action).toBe('errors');
-    expect(ack.errors.warden_checks).toMatch(/Could not send the e-mail code: The mail service refused the message \(HTTP 500\)\. Nothing was opened/);
-    expect(await snapshot(db)).toEqual(before);
-    expect((await db.query('SELECT count(*)::int AS n FROM warden_2fa_recovery')).rows[0].n).toBe(0);
+    let sub;
+    try {
+      sub = await t.driver.submit('U_ALICE', form.args.view, { ...FORM, totp: await stepUp.of(alice) });
+      // Ack first (issue 12): "Sending…" at once; the outcome replaces the same view.
+      expect(sub.ack.response_action).toBe('update');
+      const outcome = textOf((await t.driver.viewUpdate(sub.viewId)).args.view);
+      expect(outcome).toMatch(/E-mail code not sent: Could not send the e-mail code: The mail service refused the message \(HTTP 500\)\./);
+      expect(outcome).toMatch(/Run `\/2fa recover bob` to send a new e-mail code or to cancel recovery #\d+/);
+    } finally {
+      mail.mode = 'ok';
+    }
+    const [rec] = (await db.query<any>(`SELECT id, status, checks FROM warden_2fa_recovery WHERE target_user_id = $1`, [bob.id])).rows;
+    expect(rec.checks.email.result).toBe('unsent');
+    expect((await auditRows(db, '2fa_recovery_code_unsent')).map((a: any) => a.entity_id)).toEqual([rec.id]);
+    // The admin cancels it from `/2fa recover bob`.
+    const progress = await t.driver.reply(await t.driver.command('U_ALICE', '/2fa recover bob'));
+    expect(textOf(progress.args)).toContain('the code could not be sent');
+    const cancel = buttonsOf(progress.args.blocks).find((b) => b.actionId === '2fa:cancel')!;
+    await t.driver.reply(await t.driver.click('U_ALICE', { actionId: cancel.actionId, value: cancel.value }));
+    expect((await db.query<any>(`SELECT status FROM warden_2fa_recovery WHERE id = $1`, [rec.id])).rows[0].status).toBe('cancelled');
+    await db.query(`DELETE FROM warden_2fa_recovery WHERE id = $1`, [rec.id]);
   });
 
   it('opens a recovery from the form, e-mails a code and asks for it', async () => {
@@ -119,8 +133,10 @@ describe('/2fa recover over signed HTTP', () => {
     expect(noCode.ack.errors.totp).toMatch(/6-digit code/);
     expect(mail.lastCodeTo('bob@example.com')).toBeUndefined();
 
-    const { ack } = await t.driver.submit('U_ALICE', view, { ...FORM, totp: await stepUp.of(alice) });
-    expect(ack.response_action).toBe('update');
+    const sent = await t.driver.submit('U_ALICE', view, { ...FORM, totp: await stepUp.of(alice) });
+    expect(sent.ack.response_action).toBe('update');
+    expect(textOf(sent.ack.view)).toMatch(/Sending the e-mail code…/);
+    const ack = { view: (await t.driver.viewUpdate(sent.viewId)).args.view };
     expect(ack.view.callback_id).toBe('2fa:verify');
     expect(ack.view.blocks.map((b: any) => b.block_id)).toContain('email_code');
     code = mail.lastCodeTo('bob@example.com')!;
@@ -254,7 +270,8 @@ describe('rejecting', () => {
   it('needs a reason, then closes the recovery and updates the card', async () => {
     await db.query(`UPDATE "user" SET two_fa_enabled = true, totp_secret = $2 WHERE id = $1`, [bob.id, bob.totpSecret]);
     const form = await openForm();
-    const { ack } = await t.driver.submit('U_ALICE', form.args.view, { ...FORM, totp: await stepUp.of(alice) });
+    const sent = await t.driver.submit('U_ALICE', form.args.view, { ...FORM, totp: await stepUp.of(alice) });
+    const ack = { view: (await t.driver.viewUpdate(sent.viewId)).args.view };
     const code = mail.lastCodeTo('bob@example.com')!;
     const cardWait = t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === 'C_APPROVALS', 5000, t.fake.calls.length);
     await t.driver.submit('U_ALICE', ack.view, { email_code: code });

@@ -189,7 +189,9 @@ describe('/users create', () => {
     expect(wrong.ack.errors.totp).toContain('6-digit code');
     expect(await state()).toEqual(snap);
     const ok = await t.driver.submit('U_AMIR', view, { ...initial, totp: await codes.of(amir) });
-    expect(ok.ack).toBeNull();
+    // Ack first: the account exists; the set-password link is mailed after the answer (issue 12).
+    expect(ok.ack.response_action).toBe('update');
+    expect(textOf((await t.driver.viewUpdate(ok.viewId)).args.view)).toMatch(/A set-password link was e-mailed/);
     const row = await userRow('adminna');
     expect(row.role).toBe('admin');
     const reminders = (await db.query<any>('SELECT * FROM notification WHERE user_id = $1', [row.id])).rows;
@@ -255,7 +257,8 @@ describe('/users create', () => {
     };
     try {
       const first = await t.driver.submit('U_ALICE', view, { username: 'rita', email: 'rita@example.com', role: 'biller', password: 'link' });
-      expect(first.ack).toBeNull();
+      expect(first.ack.response_action).toBe('update');
+      await t.driver.viewUpdate(first.viewId);
     } finally {
       t.driver.postSigned = original;
     }

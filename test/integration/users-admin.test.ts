@@ -3,6 +3,8 @@ import type { Db } from '../../src/db/index.js';
 import { ForbiddenError, UserError } from '../../src/errors.js';
 import { IdentityService, type Actor } from '../../src/services/identity.js';
 import type { Mailer, MailMessage } from '../../src/services/mailer.js';
+import { Outbox } from '../../src/services/outbox.js';
+import { PendingSends } from '../../src/services/pending-sends.js';
 import { accountStatus, DISABLED_UNTIL, UserAdminService } from '../../src/services/user-admin.js';
 import { UserDirectory } from '../../src/services/users.js';
 import type { Store } from '../../src/store/index.js';
@@ -36,7 +38,16 @@ const codes = new StepUpCodes();
 beforeAll(async () => {
   ({ db, cleanup } = await createTestDb());
   store = createTestStore();
+  const logger = silentLogger();
+  const pendingSends: PendingSends = new PendingSends({
+    db,
+    logger,
+    outbox: new Outbox(db, recordingChat(), logger, { paceMs: 0 }),
+    leaseMs: 60_000,
+    revokers: () => ({ '2fa_code': async () => '', set_password_link: (q, r, why) => service.revokeUnsentLink(q, r, why), reset_link: (q, r, why) => service.revokeUnsentLink(q, r, why) }),
+  });
   service = new UserAdminService({
+    pendingSends,
     db,
     mailer,
     stepUp: testStepUp(db, store, 50),

@@ -51,6 +51,8 @@ export function describeCheck(c: WardenCheck, s: CheckState | undefined): Mrkdwn
       return mrkdwn`:x: ${CHECK_LABELS[c]}: not passed yet (${tries} wrong)`;
     case 'locked':
       return mrkdwn`:lock: ${CHECK_LABELS[c]}: locked after ${tries}`;
+    case 'unsent':
+      return mrkdwn`:warning: ${CHECK_LABELS[c]}: the code could not be sent${s.error ? mrkdwn` (${s.error})` : ''}; send a new one`;
     default:
       return mrkdwn`:hourglass_flowing_sand: ${CHECK_LABELS[c]}: code sent${s.sends > 1 ? ` (${s.sends} times)` : ''}, not entered yet`;
   }

@@ -136,7 +136,11 @@ export class SlackDriver {
    * filling fields by block id. Returns Warden's HTTP answer: empty on success, or JSON
    * with `response_action: errors`.
    */
-  async submit(user: string, view: any, values: Record<string, string | string[] | undefined>): Promise<{ answer: HttpAnswer; ack: any; since: number }> {
+  async submit(
+    user: string,
+    view: any,
+    values: Record<string, string | string[] | undefined>,
+  ): Promise<{ answer: HttpAnswer; ack: any; since: number; viewId: string }> {
     const state: Record<string, Record<string, unknown>> = {};
     for (const block of view.blocks ?? []) {
       if (block.type !== 'input') continue;
@@ -151,6 +155,9 @@ export class SlackDriver {
         state[block.block_id] = { [el.action_id]: { type: el.type, value: v === undefined ? null : String(v) } };
       }
     }
+    // The view stays on the user's screen while Warden answers (views.update may target it).
+    const viewId = `V_${++this.seq}`;
+    this.opts.fake.openViews.add(viewId);
     const payload = {
       type: 'view_submission',
       team: { id: this.teamId, domain: 'warden-test' },
@@ -158,7 +165,7 @@ export class SlackDriver {
       api_app_id: 'A_WARDEN',
       trigger_id: this.ids().triggerId,
       view: {
-        id: `V_${++this.seq}`,
+        id: viewId,
         team_id: this.teamId,
         type: 'modal',
         callback_id: view.callback_id,
@@ -170,7 +177,15 @@ export class SlackDriver {
     };
     const since = this.opts.fake.calls.length;
     const answer = await this.postSigned(new URLSearchParams({ payload: JSON.stringify(payload) }).toString());
-    return { answer, ack: answer.body ? safeJson(answer.body) : null, since };
+    const ack = answer.body ? safeJson(answer.body) : null;
+    // Slack closes the modal on an empty ack (or response_action clear).
+    if (!ack || (ack as any).response_action === 'clear') this.opts.fake.closeView(viewId);
+    return { answer, ack, since, viewId };
+  }
+
+  /** Waits for the views.update Warden makes of a submitted view (a progress reply's outcome). */
+  async viewUpdate(viewId: string, timeoutMs = 10_000): Promise<CapturedCall> {
+    return this.opts.fake.waitFor((c) => c.method === 'views.update' && c.args.view_id === viewId, timeoutMs, 0);
   }
 
   /** Slack's Events API request for a user opening the App Home tab. */

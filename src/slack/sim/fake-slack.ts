@@ -91,6 +91,11 @@ export class FakeSlack {
   readonly sharedFiles: { channel: string; fileId: string; title?: string; comment?: string }[] = [];
   private listeners: ((c: CapturedCall) => void)[] = [];
   private ids = 0;
+  /**
+   * Views open on a user's screen, by id: opened by views.open or submitted through the driver.
+   * As in Slack, views.update of any other view (or one the user closed) answers `not_found`.
+   */
+  readonly openViews = new Set<string>();
   /** When set, every Web API call fails as if Slack were unreachable. */
   down = false;
   /** When set, every Web API call is accepted and never answered (Slack hanging). */
@@ -138,6 +143,11 @@ export class FakeSlack {
   /** A fresh response_url for a simulated command or click. */
   responseUrl(): string {
     return `${this.url}/response/${++this.ids}`;
+  }
+
+  /** The user closed the view (the X or Cancel): Slack forgets it. */
+  closeView(id: string): void {
+    this.openViews.delete(id);
   }
 
   addUser(profile: SlackProfile): void {
@@ -383,10 +393,17 @@ export class FakeSlack {
           },
         };
       }
+      case 'views.update': {
+        const id = args.view_id as string | undefined;
+        if (!id || !this.openViews.has(id)) return { ok: false, error: 'not_found' };
+        return { ok: true, view: { id, ...(typeof args.view === 'object' ? args.view : safeJson(args.view) ?? {}) } };
+      }
       case 'views.open':
-      case 'views.update':
-      case 'views.push':
-        return { ok: true, view: { id: `V${++this.ids}`, ...(typeof args.view === 'object' ? args.view : {}) } };
+      case 'views.push': {
+        const id = `V${++this.ids}`;
+        this.openViews.add(id);
+        return { ok: true, view: { id, ...(typeof args.view === 'object' ? args.view : {}) } };
+      }
       case 'views.publish':
         return { ok: true };
       case 'files.getUploadURLExternal': {
