@@ -88,6 +88,8 @@ async function submitForm(user: string, line: string, values: Record<string, str
   const since = t.fake.calls.length;
   const sub = await t.driver.submit(user, form.view, values);
   if (sub.ack?.response_action === 'errors') return { text: Object.values(sub.ack.errors).join(' '), errors: sub.ack.errors as Record<string, string> };
+  // Ack first (issue 12): a form that e-mails answers "Sending…", then updates itself with the outcome.
+  if (sub.ack?.view?.callback_id === 'warden:progress') return { text: textOf((await t.driver.viewUpdate(sub.viewId)).args.view), errors: undefined };
   const notice = await t.fake.waitFor((c) => c.method === 'response_url' && c.responseId === form.i.responseId, 10_000, since);
   return { text: textOf(notice.args), errors: undefined };
 }
@@ -226,9 +228,10 @@ describe('four eyes means two people', () => {
     expect(noCode.ack.errors.totp).toMatch(/6-digit code/);
     const opened = await t.driver.submit('U_BOB', form.view, { ...values, totp: await codes.of(bob) });
     expect(opened.ack.response_action).toBe('update');
+    const verify = (await t.driver.viewUpdate(opened.viewId)).args.view;
     const code = mail.lastCodeTo('hank@example.com')!;
     const cardWait = t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === CHANNEL && textOf(c.args).includes('2FA recovery #'), 10_000, t.fake.calls.length);
-    await t.driver.submit('U_BOB', opened.ack.view, { email_code: code });
+    await t.driver.submit('U_BOB', verify, { email_code: code });
     const card = await cardWait;
     expect(textOf(card.args)).toContain('Recent identity changes: none');
 
