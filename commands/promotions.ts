@@ -10,7 +10,7 @@ import {
   validateReason,
   type PromotionView,
 } from '../src/services/promotions.js';
-import { md, type Block, type Message, type Modal } from '../src/ui.js';
+import { md, mrkdwn, type Block, type Message, type Modal, type Mrkdwn } from '../src/ui.js';
 import { renderCard } from '../src/slack/cards/promotions.js';
 import { noArgs, parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, totpField } from './shared.js';
@@ -68,15 +68,12 @@ const request: Subcommand<{ reason: string }> = {
   run: async (ctx, { reason }) => {
     const { request: r, card } = await ctx.services.promotions.request(ctx.actor, reason);
     const where = card
-      ? `posted for review in ${md.escape(ctx.services.config.APPROVALS_CHANNEL ?? 'the approvals channel')}`
-      : 'recorded; the admins see it in `/promotions list`';
+      ? mrkdwn`posted for review in ${ctx.services.config.APPROVALS_CHANNEL ?? 'the approvals channel'}`
+      : mrkdwn`recorded; the admins see it in \`/promotions list\``;
     return {
       kind: 'message',
       message: {
-        text:
-          `:inbox_tray: Your request #${r.id} to become an admin was ${where}. ` +
-          `You will get a DM when an admin decides; it expires after ${describeTtl(ctx.services)} without a decision. ` +
-          `Check it any time with \`/promotions show ${r.id}\`.`,
+        text: mrkdwn`:inbox_tray: Your request #${r.id} to become an admin was ${where}. You will get a DM when an admin decides; it expires after ${describeTtl(ctx.services)} without a decision. Check it any time with ${md.code(`/promotions show ${r.id}`)}.`,
       },
     };
   },
@@ -89,18 +86,18 @@ function describeTtl(services: Services): string {
 
 async function renderList(services: Services, actor: InteractionContext['actor']): Promise<Message> {
   const { rows, total } = await services.promotions.listPending(actor);
-  if (total === 0) return { text: 'No pending promotion requests.' };
+  if (total === 0) return { text: mrkdwn`No pending promotion requests.` };
   const lines = rows.map((r) => {
     const reason = r.reason.length > 80 ? `${r.reason.slice(0, 79)}…` : r.reason;
-    return `• *#${r.id}* ${md.escape(r.username)} (${md.escape(r.role)}) · waiting ${describeAge(r.requested_at)} · _${md.escape(reason)}_`;
+    return mrkdwn`• *#${r.id}* ${r.username} (${r.role}) · waiting ${describeAge(r.requested_at)} · _${reason}_`;
   });
   const blocks: Block[] = [
-    { type: 'text', text: `*${total} pending promotion request${total === 1 ? '' : 's'}*, oldest first` },
-    { type: 'text', text: lines.join('\n') },
+    { type: 'text', text: mrkdwn`*${total} pending promotion request${total === 1 ? '' : 's'}*, oldest first` },
+    { type: 'text', text: md.join(lines, '\n') },
   ];
-  if (total > rows.length) blocks.push({ type: 'context', text: `${total - rows.length} more not shown.` });
-  blocks.push({ type: 'context', text: 'Review one: `/promotions show ID`' });
-  return { text: `${total} pending promotion requests`, blocks };
+  if (total > rows.length) blocks.push({ type: 'context', text: mrkdwn`${total - rows.length} more not shown.` });
+  blocks.push({ type: 'context', text: mrkdwn`Review one: \`/promotions show ID\`` });
+  return { text: mrkdwn`${total} pending promotion requests`, blocks };
 }
 
 // ── Buttons and modals ────────────────────────────────────────────────────────────────
@@ -122,15 +119,16 @@ async function refreshOnConflict<T>(services: Services, id: number, fn: () => Pr
   }
 }
 
-function summary(view: PromotionView): string {
+function summary(view: PromotionView): Mrkdwn {
   const u = view.requester;
   const lines = [
-    `*${md.escape(u.username)}* (${md.escape(u.role)}${u.dispatch_area ? `, ${md.escape(u.dispatch_area)}` : ''}) asks to become *admin* (request #${view.request.id}).`,
-    `>${md.escape(view.request.reason)}`,
-    `Last 30 days: ${plural(view.history.failedLogins, 'failed login')}, ${plural(view.history.lockouts, 'lockout')}, ${plural(view.history.roleChanges, 'role change')}.`,
+    mrkdwn`${md.bold(u.username)} (${u.role}${u.dispatch_area ? `, ${u.dispatch_area}` : ''}) asks to become *admin* (request #${view.request.id}).`,
+    // Every line of the reason quoted: a line break in it cannot step out of the quote.
+    md.quote(view.request.reason),
+    mrkdwn`Last 30 days: ${plural(view.history.failedLogins, 'failed login')}, ${plural(view.history.lockouts, 'lockout')}, ${plural(view.history.roleChanges, 'role change')}.`,
   ];
-  if (!u.two_fa_enabled) lines.push(':warning: They have no 2FA: admins must enable it, and they will be told so.');
-  return lines.join('\n');
+  if (!u.two_fa_enabled) lines.push(mrkdwn`:warning: They have no 2FA: admins must enable it, and they will be told so.`);
+  return md.join(lines, '\n');
 }
 
 const openApprove: ActionHandler = async (ctx, value) => {
@@ -141,7 +139,7 @@ const openApprove: ActionHandler = async (ctx, value) => {
     title: 'Approve promotion',
     submit: 'Approve',
     metadata: JSON.stringify({ r }),
-    intro: `${summary(view)}\n\nApproving grants *full system access*.`,
+    intro: mrkdwn`${summary(view)}\n\nApproving grants *full system access*.`,
     fields: [
       { id: 'notes', label: 'Admin notes (optional)', kind: 'multiline', optional: true, maxLength: NOTES_MAX, hint: 'Shown to the requester and on the card.' },
       totpField,
@@ -189,7 +187,7 @@ async function decide(
   ctx: InteractionContext,
   id: number,
   fn: () => Promise<PromotionView>,
-  done: (v: PromotionView, told: string) => string,
+  done: (v: PromotionView, told: string) => Mrkdwn,
 ): Promise<ViewReply> {
   try {
     const view = await fn();
@@ -205,7 +203,7 @@ async function decide(
         .load(id)
         .then((v) => ctx.services.promotions.refreshCard(v))
         .catch((err) => ctx.services.logger.warn({ err, request: id }, 'could not refresh a stale promotion card'));
-      return { kind: 'close', notice: { text: `:information_source: ${e.message}` } };
+      return { kind: 'close', notice: { text: mrkdwn`:information_source: ${e.mrkdwn ?? md.lines(e.message)}` } };
     }
     throw e;
   }
@@ -220,8 +218,9 @@ const submitApprove: ViewHandler = async (ctx, values, metadata) => {
     r,
     () => ctx.services.promotions.approve(ctx.actor, r, { notes, totp }),
     (v, told) =>
-      `:white_check_mark: Approved request #${v.request.id}: *${md.escape(v.requester.username)}* is now an admin. They were told ${told}.` +
-      (v.requester.two_fa_enabled ? '' : ' They have no 2FA yet: the message asks them to enable it.'),
+      mrkdwn`:white_check_mark: Approved request #${v.request.id}: ${md.bold(v.requester.username)} is now an admin. They were told ${told}.${
+        v.requester.two_fa_enabled ? '' : ' They have no 2FA yet: the message asks them to enable it.'
+      }`,
   );
 };
 
@@ -232,7 +231,7 @@ const submitReject: ViewHandler = async (ctx, values, metadata) => {
     ctx,
     r,
     () => ctx.services.promotions.reject(ctx.actor, r, { reason }),
-    (v, told) => `:no_entry: Rejected request #${v.request.id} of *${md.escape(v.requester.username)}*. They were told the reason ${told}.`,
+    (v, told) => mrkdwn`:no_entry: Rejected request #${v.request.id} of ${md.bold(v.requester.username)}. They were told the reason ${told}.`,
   );
 };
 

@@ -33,12 +33,12 @@ export function decisionLine(view: PromotionView): Mrkdwn {
 }
 
 /** What a loser of the race, or a stale click, is told (the text of a ConflictError). */
-export function decidedText(view: PromotionView): string {
+export function decidedText(view: PromotionView): Mrkdwn {
   const r = view.request;
   const at = r.reviewed_at ? clock(r.reviewed_at) : 'an unknown time';
-  if (r.status === 'expired') return `Request #${r.id} already expired at ${at}; nothing to decide.`;
-  if (r.status === 'pending') return `Request #${r.id} is still pending.`;
-  return String(mrkdwn`Request #${r.id} was already ${r.status} by ${who(view.reviewer)} at ${at}. Nothing was changed.`);
+  if (r.status === 'expired') return mrkdwn`Request #${r.id} already expired at ${at}; nothing to decide.`;
+  if (r.status === 'pending') return mrkdwn`Request #${r.id} is still pending.`;
+  return mrkdwn`Request #${r.id} was already ${r.status} by ${who(view.reviewer)} at ${at}. Nothing was changed.`;
 }
 
 function historyLine(h: HistorySummary): Mrkdwn {

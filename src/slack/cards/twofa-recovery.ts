@@ -126,35 +126,35 @@ export function renderRecoveryCard(r: Recovery, identityChanges: IdentityChange[
 }
 
 /** The text of the ConflictError when a recovery is already open. */
-export function describeOpen(r: Recovery): string {
+export function describeOpen(r: Recovery): Mrkdwn {
   if (r.status === 'verifying' && r.expires_at > new Date()) {
-    return String(mrkdwn`A 2FA recovery for ${md.code(r.target_username)} is already open (#${r.id}, opened by ${r.initiator_username}, collecting identity checks). Only one can be open at a time.`);
+    return mrkdwn`A 2FA recovery for ${md.code(r.target_username)} is already open (#${r.id}, opened by ${r.initiator_username}, collecting identity checks). Only one can be open at a time.`;
   }
   if (r.status === 'pending' && r.expires_at > new Date()) {
-    return String(mrkdwn`A 2FA recovery for ${md.code(r.target_username)} is already waiting for approval (#${r.id}, opened by ${r.initiator_username}). Only one can be open at a time.`);
+    return mrkdwn`A 2FA recovery for ${md.code(r.target_username)} is already waiting for approval (#${r.id}, opened by ${r.initiator_username}). Only one can be open at a time.`;
   }
   return describeDecided(r);
 }
 
 /** The text of the ConflictError when a recovery was already decided. */
-export function describeDecided(r: Recovery): string {
+export function describeDecided(r: Recovery): Mrkdwn {
   const again = md.code(`/2fa recover ${r.target_username}`);
   const by = r.decided_by_username ?? '?';
   if ((r.status === 'pending' || r.status === 'verifying') && r.expires_at <= new Date()) {
-    return String(mrkdwn`Recovery #${r.id} expired ${md.date(r.expires_at)}. Open a new one with ${again}.`);
+    return mrkdwn`Recovery #${r.id} expired ${md.date(r.expires_at)}. Open a new one with ${again}.`;
   }
   switch (r.status) {
     case 'approved':
-      return String(mrkdwn`Recovery #${r.id} was already approved by ${by} ${md.date(r.decided_at)}.`);
+      return mrkdwn`Recovery #${r.id} was already approved by ${by} ${md.date(r.decided_at)}.`;
     case 'rejected':
-      return String(mrkdwn`Recovery #${r.id} was already rejected by ${by} ${md.date(r.decided_at)}.`);
+      return mrkdwn`Recovery #${r.id} was already rejected by ${by} ${md.date(r.decided_at)}.`;
     case 'cancelled':
-      return String(mrkdwn`Recovery #${r.id} was cancelled by ${by} ${md.date(r.decided_at)}.`);
+      return mrkdwn`Recovery #${r.id} was cancelled by ${by} ${md.date(r.decided_at)}.`;
     case 'expired':
-      return String(mrkdwn`Recovery #${r.id} expired ${md.date(r.decided_at ?? r.expires_at)}. Open a new one with ${again}.`);
+      return mrkdwn`Recovery #${r.id} expired ${md.date(r.decided_at ?? r.expires_at)}. Open a new one with ${again}.`;
     case 'verifying':
-      return `Recovery #${r.id} is still collecting identity checks; it is not waiting for approval yet.`;
+      return mrkdwn`Recovery #${r.id} is still collecting identity checks; it is not waiting for approval yet.`;
     case 'pending':
-      return `Recovery #${r.id} is waiting for approval.`;
+      return mrkdwn`Recovery #${r.id} is waiting for approval.`;
   }
 }
