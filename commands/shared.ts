@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { UserError } from '../src/errors.js';
-import { mrkdwn, type Modal, type ModalField, type Mrkdwn } from '../src/ui.js';
+import { mrkdwn, type Modal, type ModalField, type Mrkdwn, type Text } from '../src/ui.js';
 import { PROGRESS_VIEWS } from './types.js';
 
 /** The step-up field of every modal that confirms a destructive or privilege-granting action. */
@@ -44,6 +44,6 @@ export function matchPhrase(countText: Mrkdwn | string, count: number, described
 }
 
 /** The view of a progress reply (ack first): what is happening now, or how it ended. Nothing to submit. */
-export function progressModal(title: string, text: string, stage: 'working' | 'done' = 'working'): Modal {
+export function progressModal(title: string, text: Text, stage: 'working' | 'done' = 'working'): Modal {
   return { callbackId: PROGRESS_VIEWS[stage], title, close: 'Close', intro: text, fields: [] };
 }

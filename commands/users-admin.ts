@@ -14,7 +14,7 @@ import {
 } from '../src/services/user-admin.js';
 import type { FailedAttempt } from '../src/services/users.js';
 import type { SendOutcome } from '../src/services/pending-sends.js';
-import { md, type Message, type Modal, type ModalField, type ModalValues } from '../src/ui.js';
+import { md, mrkdwn, type Message, type Modal, type ModalField, type ModalValues, type Mrkdwn } from '../src/ui.js';
 import { parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, progressModal, totpField } from './shared.js';
 import type { ActionHandler, ActionReply, CommandContext, InteractionContext, Reply, Subcommand, ViewHandler, ViewReply } from './types.js';
@@ -44,8 +44,8 @@ const loose = z.string().max(300, 'is too long');
 
 const str = (v: ModalValues[string]): string | undefined => (typeof v === 'string' ? v : undefined);
 
-function targetLine(services: Services, u: UserRow): string {
-  return `*${md.escape(u.username)}* (${u.role}${u.dispatch_area ? `, ${md.escape(u.dispatch_area)}` : ''}, ${md.escape(services.masker.email(u.email))})`;
+function targetLine(services: Services, u: UserRow): Mrkdwn {
+  return mrkdwn`${md.bold(u.username)} (${u.role}${u.dispatch_area ? `, ${u.dispatch_area}` : ''}, ${services.masker.email(u.email)})`;
 }
 
 function optionalTotp(hint: string): ModalField {
@@ -60,21 +60,19 @@ const statusOptions = [
 ];
 
 /** A modal with no fields: shows a one-time secret to the admin who asked, nowhere else. */
-function secretModal(title: string, intro: string): Modal {
+function secretModal(title: string, intro: Mrkdwn): Modal {
   return { callbackId: 'users:shown', title, intro, fields: [] };
 }
 
-function tempPasswordModal(username: string, password: string, extra = ''): Modal {
+function tempPasswordModal(username: string, password: string, extra: Mrkdwn | '' = ''): Modal {
   return secretModal(
     'Temporary password',
-    `Temporary password for *${md.escape(username)}* — shown once, only to you:\n\n\`\`\`${password}\`\`\`\n\n` +
-      'Give it to them over a trusted channel (not a Slack channel). They should change it right after signing in; ' +
-      `an in-app notification reminds them.${extra}\n\nClose this window when you have passed it on: Warden does not keep it.`,
+    mrkdwn`Temporary password for ${md.bold(username)} — shown once, only to you:\n\n\`\`\`${password}\`\`\`\n\nGive it to them over a trusted channel (not a Slack channel). They should change it right after signing in; an in-app notification reminds them.${extra}\n\nClose this window when you have passed it on: Warden does not keep it.`,
   );
 }
 
 const twoFaWarning = (username: string) =>
-  `:warning: *${md.escape(username)}* has no two-factor authentication. The guide requires it for admins: a reminder was recorded for them (in-app notification).`;
+  mrkdwn`:warning: ${md.bold(username)} has no two-factor authentication. The guide requires it for admins: a reminder was recorded for them (in-app notification).`;
 
 // ------------------------------------------------------------------ create
 
@@ -88,14 +86,12 @@ const createSchema = z
   })
   .strict();
 
-function createModal(input: Partial<NewUserInput>, intro?: string): Modal {
+function createModal(input: Partial<NewUserInput>, intro?: Mrkdwn): Modal {
   return {
     callbackId: 'users:create',
     title: 'Create user',
     submit: 'Create',
-    intro:
-      intro ??
-      'No admin types a password: the new user gets a set-password link by e-mail, or you get a one-time temporary password.',
+    intro: intro ?? mrkdwn`No admin types a password: the new user gets a set-password link by e-mail, or you get a one-time temporary password.`,
     fields: [
       { id: 'username', label: 'Username', kind: 'text', hint: 'Unique, 3–64 characters, no spaces.', initial: input.username, maxLength: 64 },
       { id: 'email', label: 'E-mail', kind: 'text', hint: 'Unique (compared regardless of case).', initial: input.email, maxLength: 255 },
@@ -125,12 +121,12 @@ function createModal(input: Partial<NewUserInput>, intro?: string): Modal {
 }
 
 function createdMessage(services: Services, r: CreateResult, mail?: SendOutcome): Message {
-  const lines = [`:white_check_mark: Created ${targetLine(services, r.user)}.`];
-  const to = r.mailedTo ? md.escape(services.masker.email(r.mailedTo)) : '';
-  if (r.mailedTo && mail?.ok) lines.push(`A set-password link was e-mailed to ${to} (valid 1 hour).`);
-  if (r.mailedTo && mail && !mail.ok) lines.push(`:warning: The set-password link to ${to} could not be sent: ${mail.reason} ${mail.next}`);
+  const lines = [mrkdwn`:white_check_mark: Created ${targetLine(services, r.user)}.`];
+  const to = r.mailedTo ? services.masker.email(r.mailedTo) : '';
+  if (r.mailedTo && mail?.ok) lines.push(mrkdwn`A set-password link was e-mailed to ${to} (valid 1 hour).`);
+  if (r.mailedTo && mail && !mail.ok) lines.push(mrkdwn`:warning: The set-password link to ${to} could not be sent: ${mail.reason} ${mail.next}`);
   if (r.twoFaReminder) lines.push(twoFaWarning(r.user.username));
-  return { text: lines.join('\n') };
+  return { text: md.join(lines, '\n') };
 }
 
 const create: Subcommand<z.infer<typeof createSchema>> = {
@@ -151,7 +147,7 @@ const create: Subcommand<z.infer<typeof createSchema>> = {
       const why = input.role === 'admin' ? 'an admin account' : 'a temporary password';
       return {
         kind: 'modal',
-        modal: createModal(input, `Creating *${md.escape(input.username)}* as ${input.role} with ${why} needs your 2FA code. Check the details and confirm.`),
+        modal: createModal(input, mrkdwn`Creating ${md.bold(input.username)} as ${input.role} with ${why} needs your 2FA code. Check the details and confirm.`),
       };
     }
     // A slash command is acked before this runs; the link is mailed after the account's commit.
@@ -174,7 +170,7 @@ const submitCreate: ViewHandler = async (ctx, values) => {
   if (r.tempPassword) {
     return {
       kind: 'update',
-      modal: tempPasswordModal(r.user.username, r.tempPassword, r.twoFaReminder ? `\n\n${twoFaWarning(r.user.username)}` : ''),
+      modal: tempPasswordModal(r.user.username, r.tempPassword, r.twoFaReminder ? mrkdwn`\n\n${twoFaWarning(r.user.username)}` : ''),
     };
   }
   const send = r.send;
@@ -184,11 +180,11 @@ const submitCreate: ViewHandler = async (ctx, values) => {
     kind: 'progress',
     modal: progressModal(
       'Create user',
-      `:hourglass_flowing_sand: Created ${targetLine(ctx.services, r.user)}. Sending the set-password link to ${md.escape(ctx.services.masker.email(r.mailedTo ?? ''))}…`,
+      mrkdwn`:hourglass_flowing_sand: Created ${targetLine(ctx.services, r.user)}. Sending the set-password link to ${ctx.services.masker.email(r.mailedTo ?? '')}…`,
     ),
     finish: async () => {
       const notice = createdMessage(ctx.services, r, await send());
-      return { modal: progressModal('Create user', String(notice.text), 'done'), notice };
+      return { modal: progressModal('Create user', notice.text, 'done'), notice };
     },
   };
 };
@@ -209,7 +205,7 @@ function editModal(services: Services, u: UserRow, meta: Meta): Modal {
     title: 'Edit user',
     submit: 'Save changes',
     metadata: JSON.stringify({ ...meta, s: status }),
-    intro: `Editing ${targetLine(services, u)}. Status: ${statusText(u)}.`,
+    intro: mrkdwn`Editing ${targetLine(services, u)}. Status: ${statusText(u)}.`,
     fields: [
       { id: 'email', label: 'E-mail', kind: 'text', initial: u.email, maxLength: 255 },
       { id: 'role', label: 'Role', kind: 'select', options: roleOptions, initial: u.role },
@@ -266,11 +262,10 @@ function changedMessage(services: Services, r: UpdateResult): Message {
         default:
           return c;
       }
-    })
-    .map(md.escape);
-  const lines = [`:white_check_mark: Updated *${md.escape(r.user.username)}*: ${what.join('; ')}.`];
+    });
+  const lines = [mrkdwn`:white_check_mark: Updated ${md.bold(r.user.username)}: ${what.join('; ')}.`];
   if (r.twoFaReminder) lines.push(twoFaWarning(r.user.username));
-  return { text: lines.join('\n') };
+  return { text: md.join(lines, '\n') };
 }
 
 async function closeWithCard(ctx: InteractionContext, meta: Meta, notice: Message, username: string | null): Promise<ViewReply> {
@@ -279,7 +274,7 @@ async function closeWithCard(ctx: InteractionContext, meta: Meta, notice: Messag
   return {
     kind: 'close',
     notice,
-    updateSource: u ? await renderUserCard(ctx.services, u) : { text: `${meta.u} no longer exists.` },
+    updateSource: u ? await renderUserCard(ctx.services, u) : { text: mrkdwn`${meta.u} no longer exists.` },
   };
 }
 
@@ -311,26 +306,23 @@ const submitEdit: ViewHandler = async (ctx, values, metadata) => {
 const roleSchemaArgs = z.object({ username: usernameSchema, role: roleSchema, area: loose.optional() }).strict();
 
 function roleModal(services: Services, u: UserRow, meta: Meta, requested?: { role: string; area?: string | null }): Modal {
-  const lines: string[] = [];
+  const lines: Mrkdwn[] = [];
   if (requested) {
-    const area = requested.role === 'dispatcher' ? ` (area ${md.escape(requested.area || u.dispatch_area || '—')})` : '';
-    lines.push(`Change ${targetLine(services, u)}: *${u.role} → ${requested.role}*${area}.`);
+    const area = requested.role === 'dispatcher' ? ` (area ${requested.area || u.dispatch_area || '—'})` : '';
+    lines.push(mrkdwn`Change ${targetLine(services, u)}: ${md.bold(`${u.role} → ${requested.role}`)}${area}.`);
   } else {
-    lines.push(`Change the role of ${targetLine(services, u)}.`);
+    lines.push(mrkdwn`Change the role of ${targetLine(services, u)}.`);
   }
-  lines.push(
-    '• To dispatcher: needs a dispatch area. To biller or admin: the area is cleared.',
-    '• To or from admin: needs your 2FA code.',
-  );
+  lines.push(mrkdwn`• To dispatcher: needs a dispatch area. To biller or admin: the area is cleared.`, mrkdwn`• To or from admin: needs your 2FA code.`);
   if (!u.two_fa_enabled && u.role !== 'admin') {
-    lines.push(`:warning: ${md.escape(u.username)} has no 2FA. If you make them admin, a reminder to enable it is recorded.`);
+    lines.push(mrkdwn`:warning: ${u.username} has no 2FA. If you make them admin, a reminder to enable it is recorded.`);
   }
   return {
     callbackId: 'users:role',
     title: 'Change role',
     submit: 'Change role',
     metadata: JSON.stringify(meta),
-    intro: lines.join('\n'),
+    intro: md.join(lines, '\n'),
     fields: [
       { id: 'role', label: 'New role', kind: 'select', options: roleOptions, initial: requested?.role ?? u.role },
       {
@@ -381,17 +373,15 @@ const submitRole: ViewHandler = async (ctx, values, metadata) => {
 const unlockSchema = userOnly();
 
 function unlockedMessage(services: Services, before: UserRow, attempts: FailedAttempt[]): Message {
-  const was = accountStatus(before) === 'locked' ? `was locked until ${md.date(before.locked_until)}` : 'was not locked';
-  const lines = [
-    `:unlock: Unlocked *${md.escape(before.username)}* (${was}; ${before.failed_login_attempts ?? 0} failed attempts cleared).`,
-  ];
+  const was = accountStatus(before) === 'locked' ? mrkdwn`was locked until ${md.date(before.locked_until)}` : 'was not locked';
+  const lines = [mrkdwn`:unlock: Unlocked ${md.bold(before.username)} (${was}; ${before.failed_login_attempts ?? 0} failed attempts cleared).`];
   if (attempts.length) {
-    lines.push(`*The failed login${attempts.length === 1 ? '' : 's'} since the last sign-in that led here* (${attempts.length}):`);
-    for (const a of attempts) lines.push(`• ${md.date(a.timestamp)} · ${md.escape(services.masker.ip(a.ip_address) || 'no IP')}`);
+    lines.push(mrkdwn`*The failed login${attempts.length === 1 ? '' : 's'} since the last sign-in that led here* (${attempts.length}):`);
+    for (const a of attempts) lines.push(mrkdwn`• ${md.date(a.timestamp)} · ${services.masker.ip(a.ip_address) || 'no IP'}`);
   } else {
-    lines.push('No failed-login entries for this username since the last sign-in in the audit log.');
+    lines.push(mrkdwn`No failed-login entries for this username since the last sign-in in the audit log.`);
   }
-  return { text: lines.join('\n') };
+  return { text: md.join(lines, '\n') };
 }
 
 /** Unlock asks for the acting admin's 2FA code on every path (command, user card, lockout alert). */
@@ -402,9 +392,7 @@ async function unlockModal(ctx: CommandContext, username: string, meta: Meta): P
     title: 'Unlock account',
     submit: 'Unlock',
     metadata: JSON.stringify(meta),
-    intro:
-      `Unlock ${targetLine(ctx.services, before)}? ${before.failed_login_attempts ?? 0} failed attempts are cleared and it can sign in again at once.` +
-      '\nLifting a lockout also lifts its protection against password guessing, so it needs your 2FA code.',
+    intro: mrkdwn`Unlock ${targetLine(ctx.services, before)}? ${before.failed_login_attempts ?? 0} failed attempts are cleared and it can sign in again at once.\nLifting a lockout also lifts its protection against password guessing, so it needs your 2FA code.`,
     fields: [{ ...totpField }],
   };
 }
@@ -443,10 +431,7 @@ function resetModal(services: Services, u: UserRow, meta: Meta, method: 'link' |
     title: 'Reset password',
     submit: 'Reset',
     metadata: JSON.stringify(meta),
-    intro:
-      `Reset the password of ${targetLine(services, u)}. Either way needs your 2FA code.\n` +
-      '• *Link*: a fresh reset link, valid 1 hour, is e-mailed to the user; it is never shown in Slack.\n' +
-      '• *Temporary password*: replaces the password now and is shown once, only to you.',
+    intro: mrkdwn`Reset the password of ${targetLine(services, u)}. Either way needs your 2FA code.\n• *Link*: a fresh reset link, valid 1 hour, is e-mailed to the user; it is never shown in Slack.\n• *Temporary password*: replaces the password now and is shown once, only to you.`,
     fields: [
       {
         id: 'method',
@@ -465,9 +450,7 @@ function resetModal(services: Services, u: UserRow, meta: Meta, method: 'link' |
 
 function linkSentMessage(services: Services, username: string, mailedTo: string, expiresAt: Date): Message {
   return {
-    text:
-      `:email: A password reset link for *${md.escape(username)}* was e-mailed to ${md.escape(services.masker.email(mailedTo))}. ` +
-      `It is valid until ${md.date(expiresAt)}. The link itself is never shown in Slack.`,
+    text: mrkdwn`:email: A password reset link for ${md.bold(username)} was e-mailed to ${services.masker.email(mailedTo)}. It is valid until ${md.date(expiresAt)}. The link itself is never shown in Slack.`,
   };
 }
 
@@ -489,17 +472,17 @@ const submitReset: ViewHandler = async (ctx, values, metadata) => {
   const method = str(values.method) ?? 'link';
   if (method === 'link') {
     const r = await ctx.services.userAdmin.sendResetLink(ctx.actor, meta.u, str(values.totp));
-    const to = md.escape(ctx.services.masker.email(r.mailedTo));
+    const to = ctx.services.masker.email(r.mailedTo);
     // Ack first (issue 12): the token is saved; the link is mailed after the form was answered.
     return {
       kind: 'progress',
-      modal: progressModal('Reset password', `:hourglass_flowing_sand: Sending a password reset link for *${md.escape(meta.u)}* to ${to}…`),
+      modal: progressModal('Reset password', mrkdwn`:hourglass_flowing_sand: Sending a password reset link for ${md.bold(meta.u)} to ${to}…`),
       finish: async () => {
         const out = await r.send();
         const notice = out.ok
           ? linkSentMessage(ctx.services, meta.u, r.mailedTo, r.expiresAt)
-          : { text: `:warning: The reset link for *${md.escape(meta.u)}* to ${to} could not be sent: ${out.reason} ${out.next}` };
-        return { modal: progressModal('Reset password', String(notice.text), 'done'), notice };
+          : { text: mrkdwn`:warning: The reset link for ${md.bold(meta.u)} to ${to} could not be sent: ${out.reason} ${out.next}` };
+        return { modal: progressModal('Reset password', notice.text, 'done'), notice };
       },
     };
   }
@@ -523,11 +506,7 @@ async function deleteModal(services: Services, actor: Actor, u: UserRow, meta: M
     title: 'Delete user',
     submit: 'Delete',
     metadata: JSON.stringify(meta),
-    intro:
-      `:warning: This permanently deletes ${targetLine(services, u)}.\n` +
-      `• ${rows[0].n} audit entries by or about them stay; their user reference becomes empty.\n` +
-      '• Their promotion requests, in-app notifications and Slack links are deleted.\n' +
-      '• "Anonymise" also masks their e-mail and IP addresses in those audit entries (GDPR).',
+    intro: mrkdwn`:warning: This permanently deletes ${targetLine(services, u)}.\n• ${rows[0].n} audit entries by or about them stay; their user reference becomes empty.\n• Their promotion requests, in-app notifications and Slack links are deleted.\n• "Anonymise" also masks their e-mail and IP addresses in those audit entries (GDPR).`,
     fields: [
       { id: 'confirm', label: `Type ${u.username} to confirm`, kind: 'text', placeholder: u.username, maxLength: 64 },
       {
@@ -559,9 +538,9 @@ const submitDelete: ViewHandler = async (ctx, values, metadata) => {
   const anonymise = Array.isArray(values.anonymise) && values.anonymise.includes('yes');
   const r = await ctx.services.userAdmin.delete(ctx.actor, meta.u, { confirm: str(values.confirm) ?? '', anonymise }, str(values.totp));
   const notice: Message = {
-    text:
-      `:wastebasket: Deleted *${md.escape(r.before.username)}* (${r.before.role}).` +
-      (anonymise ? ` ${r.anonymisedRows} audit entries anonymised.` : ' Audit entries kept as they were.'),
+    text: mrkdwn`:wastebasket: Deleted ${md.bold(r.before.username)} (${r.before.role}).${
+      anonymise ? ` ${r.anonymisedRows} audit entries anonymised.` : ' Audit entries kept as they were.'
+    }`,
   };
   return closeWithCard(ctx, meta, notice, null);
 };
@@ -591,7 +570,7 @@ const link: Subcommand<z.infer<typeof linkSchema>> = {
     const plan = await ctx.services.userAdmin.planLink(ctx.services.db, ctx.actor, username, slack, false);
     const u = await ctx.services.users.getByUsername(username);
     const replaces = plan.previous
-      ? `\n• <@${slack}> acts as *${md.escape(plan.previous.username)}* now (${plan.previous.method === 'email' ? 'matched by e-mail' : 'linked explicitly'}); that link is replaced.`
+      ? mrkdwn`\n• ${md.user(slack)} acts as ${md.bold(plan.previous.username)} now (${plan.previous.method === 'email' ? 'matched by e-mail' : 'linked explicitly'}); that link is replaced.`
       : '';
     return {
       kind: 'modal',
@@ -600,9 +579,7 @@ const link: Subcommand<z.infer<typeof linkSchema>> = {
         title: 'Link Slack account',
         submit: 'Link',
         metadata: JSON.stringify({ u: username, s: slack }),
-        intro:
-          `Link <@${slack}> to ${targetLine(ctx.services, u)}: from now on that Slack user acts as this account, ` +
-          `with its role (${u.role}).${replaces}`,
+        intro: mrkdwn`Link ${md.user(slack)} to ${targetLine(ctx.services, u)}: from now on that Slack user acts as this account, with its role (${u.role}).${replaces}`,
         fields: [{ ...totpField }],
       },
     };
@@ -615,9 +592,9 @@ const submitLink: ViewHandler = async (ctx, values, metadata) => {
   return {
     kind: 'close',
     notice: {
-      text:
-        `:link: <@${meta.s}> now acts as *${md.escape(r.user.username)}* (${r.user.role}).` +
-        (r.previous ? ` It was linked to *${md.escape(r.previous.username)}* before.` : ''),
+      text: mrkdwn`:link: ${md.user(meta.s)} now acts as ${md.bold(r.user.username)} (${r.user.role}).${
+        r.previous ? mrkdwn` It was linked to ${md.bold(r.previous.username)} before.` : ''
+      }`,
     },
   };
 };
