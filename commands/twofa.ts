@@ -18,7 +18,7 @@ import {
 } from '../src/services/twofa-recovery.js';
 import { describeCheck, describeDecided } from '../src/slack/cards/twofa-recovery.js';
 import { MAX_FAILURE_WINDOW_SECONDS } from '../src/services/twofa-reports.js';
-import { md, type Block, type Button, type Message, type Modal, type ModalField } from '../src/ui.js';
+import { md, mrkdwn, type Block, type Button, type Message, type Modal, type ModalField, type Mrkdwn } from '../src/ui.js';
 import { noArgs, parseArgs } from './grammar.js';
 import { parseButtonValue, parseModalMetadata, progressModal, totpField } from './shared.js';
 import type { ActionHandler, CommandModule, InteractionContext, Subcommand, ViewHandler, ViewReply } from './types.js';
@@ -69,23 +69,23 @@ const status: Subcommand<z.infer<typeof statusSchema>> = {
         ? ':warning: *not enabled* (admins must use 2FA)'
         : ':x: not enabled';
     const lines = [
-      `*${md.escape(u.username)}* · ${md.escape(u.role)} · 2FA ${enabled}`,
-      `2FA failures in the last 24 h: *${st.failures24h}* · last successful 2FA check: ${st.lastSuccess ? md.date(st.lastSuccess) : 'none recorded'}`,
+      mrkdwn`${md.bold(u.username)} · ${u.role} · 2FA ${enabled}`,
+      mrkdwn`2FA failures in the last 24 h: *${st.failures24h}* · last successful 2FA check: ${st.lastSuccess ? md.date(st.lastSuccess) : 'none recorded'}`,
     ];
     if (st.recentFailures.length) {
-      lines.push('*Latest 2FA failures*');
-      for (const f of st.recentFailures) lines.push(`• ${md.date(f.timestamp)} from ${f.ip_address ? m.ip(f.ip_address) : 'unknown IP'}`);
+      lines.push(mrkdwn`*Latest 2FA failures*`);
+      for (const f of st.recentFailures) lines.push(mrkdwn`• ${md.date(f.timestamp)} from ${f.ip_address ? m.ip(f.ip_address) : 'unknown IP'}`);
     }
     if (st.recovery) {
       const r = st.recovery;
       const open = (r.status === 'verifying' || r.status === 'pending') && r.expires_at > new Date();
       lines.push(
         open
-          ? `*Open recovery* #${r.id} (${r.status === 'pending' ? 'waiting for approval' : 'collecting identity checks'}, opened by ${md.escape(r.initiator_username)} ${md.date(r.created_at)})`
-          : `Last recovery: #${r.id}, ${r.status} ${md.date(r.decided_at ?? r.expires_at)}`,
+          ? mrkdwn`*Open recovery* #${r.id} (${r.status === 'pending' ? 'waiting for approval' : 'collecting identity checks'}, opened by ${r.initiator_username} ${md.date(r.created_at)})`
+          : mrkdwn`Last recovery: #${r.id}, ${r.status} ${md.date(r.decided_at ?? r.expires_at)}`,
       );
     }
-    return { kind: 'message', message: { text: lines.join('\n') } };
+    return { kind: 'message', message: { text: md.join(lines, '\n') } };
   },
 };
 
@@ -100,20 +100,20 @@ const adoption: Subcommand<z.infer<typeof noArgs>> = {
   parse: (words) => parseArgs(words, { schema: noArgs, usage: '`/2fa adoption`' }),
   run: async (ctx) => {
     const rows = await ctx.services.twofaReports.adoption();
-    if (!rows.length) return { kind: 'message', message: { text: 'There are no users yet.' } };
+    if (!rows.length) return { kind: 'message', message: { text: mrkdwn`There are no users yet.` } };
     const total = rows.reduce((a, r) => a + r.total_users, 0);
     const with2fa = rows.reduce((a, r) => a + r.with_2fa, 0);
     const line = (role: string, n: number, w: number, rate: number | null) =>
-      `• *${md.escape(role)}*: ${w} of ${n} with 2FA (${rate === null ? '—' : `${rate.toFixed(1)}%`})`;
+      mrkdwn`• ${md.bold(role)}: ${w} of ${n} with 2FA (${rate === null ? '—' : `${rate.toFixed(1)}%`})`;
     const lines = rows.map((r) => line(r.role, r.total_users, r.with_2fa, r.adoption_rate));
     const overall = total ? Math.round((1000 * with2fa) / total) / 10 : null;
     lines.push(line('all roles', total, with2fa, overall));
     const admins = rows.find((r) => r.role === 'admin');
-    const blocks: Block[] = [{ type: 'text', text: `*2FA adoption*\n${lines.join('\n')}` }];
+    const blocks: Block[] = [{ type: 'text', text: mrkdwn`*2FA adoption*\n${md.join(lines, '\n')}` }];
     if (admins && admins.with_2fa < admins.total_users) {
-      blocks.push({ type: 'context', text: `${admins.total_users - admins.with_2fa} admin(s) without 2FA: \`/2fa admins-without\`` });
+      blocks.push({ type: 'context', text: mrkdwn`${admins.total_users - admins.with_2fa} admin(s) without 2FA: \`/2fa admins-without\`` });
     }
-    return { kind: 'message', message: { text: `2FA adoption: ${with2fa} of ${total} users`, blocks } };
+    return { kind: 'message', message: { text: mrkdwn`2FA adoption: ${with2fa} of ${total} users`, blocks } };
   },
 };
 
@@ -130,15 +130,15 @@ const adminsWithout: Subcommand<z.infer<typeof noArgs>> = {
 
 async function renderAdminsWithout(services: Services): Promise<Message> {
   const admins = await services.twofaReports.adminsWithout();
-  if (!admins.length) return { text: ':white_check_mark: Every admin has 2FA enabled.' };
+  if (!admins.length) return { text: mrkdwn`:white_check_mark: Every admin has 2FA enabled.` };
   const lines = admins.map(
     (a) =>
-      `• *${md.escape(a.username)}* · ${md.escape(services.masker.email(a.email))} · created ${md.date(a.created_at)} · last login ${a.last_login ? md.date(a.last_login) : 'never'}`,
+      mrkdwn`• ${md.bold(a.username)} · ${services.masker.email(a.email)} · created ${md.date(a.created_at)} · last login ${a.last_login ? md.date(a.last_login) : 'never'}`,
   );
   return {
-    text: `${admins.length} admin(s) without 2FA`,
+    text: mrkdwn`${admins.length} admin(s) without 2FA`,
     blocks: [
-      { type: 'text', text: `:warning: *${admins.length} admin${admins.length === 1 ? '' : 's'} without 2FA*\n${lines.join('\n')}` },
+      { type: 'text', text: mrkdwn`:warning: *${admins.length} admin${admins.length === 1 ? '' : 's'} without 2FA*\n${md.join(lines, '\n')}` },
       {
         type: 'buttons',
         buttons: [
@@ -149,7 +149,7 @@ async function renderAdminsWithout(services: Services): Promise<Message> {
             style: 'primary',
             confirm: {
               title: 'Remind admins',
-              text: 'Each admin without 2FA gets an in-app notification and, when their Slack account is linked, a DM.',
+              text: mrkdwn`Each admin without 2FA gets an in-app notification and, when their Slack account is linked, a DM.`,
               confirm: 'Remind',
             },
           },
@@ -161,16 +161,17 @@ async function renderAdminsWithout(services: Services): Promise<Message> {
 
 const remind: ActionHandler = async (ctx) => {
   const out = await ctx.services.twofaReports.remindAdminsWithout(ctx.actor);
-  const parts: string[] = [];
+  const parts: Mrkdwn[] = [];
   if (out.reminded.length) {
     parts.push(
-      `:bell: Reminded ${out.reminded.length} admin${out.reminded.length === 1 ? '' : 's'} (${out.reminded.map(md.escape).join(', ')}): in-app notification` +
-        (out.dmed.length ? `, Slack DM to ${out.dmed.map(md.escape).join(', ')}` : ', no linked Slack account to DM'),
+      mrkdwn`:bell: Reminded ${out.reminded.length} admin${out.reminded.length === 1 ? '' : 's'} (${out.reminded.join(', ')}): in-app notification${
+        out.dmed.length ? `, Slack DM to ${out.dmed.join(', ')}` : ', no linked Slack account to DM'
+      }`,
     );
   }
-  if (out.skipped.length) parts.push(`Already reminded in the last 12 hours: ${out.skipped.map(md.escape).join(', ')}.`);
-  if (!parts.length) parts.push(':white_check_mark: Every admin has 2FA enabled now; nobody to remind.');
-  return { kind: 'message', message: { text: parts.join('\n') } };
+  if (out.skipped.length) parts.push(mrkdwn`Already reminded in the last 12 hours: ${out.skipped.join(', ')}.`);
+  if (!parts.length) parts.push(mrkdwn`:white_check_mark: Every admin has 2FA enabled now; nobody to remind.`);
+  return { kind: 'message', message: { text: md.join(parts, '\n') } };
 };
 
 // ------------------------------------------------------------------ failures
@@ -200,20 +201,20 @@ const failures: Subcommand<z.infer<typeof failuresSchema>> = {
   parse: (words) => parseArgs(words, { schema: failuresSchema, usage: FAILURES_USAGE }),
   run: async (ctx, { window }) => {
     const { total, groups } = await ctx.services.twofaReports.failures(window.seconds);
-    if (!total) return { kind: 'message', message: { text: `:white_check_mark: No 2FA verification failures in the last ${window.text}.` } };
+    if (!total) return { kind: 'message', message: { text: mrkdwn`:white_check_mark: No 2FA verification failures in the last ${window.text}.` } };
     const m = ctx.services.masker;
     const threshold = ctx.services.config.TWOFA_FAILURE_SPIKE_THRESHOLD;
     const lines = groups.map((g) => {
-      const who = g.usernames.length ? ` (${g.usernames.map((u) => md.escape(m.text(u))).join(', ')}${g.users > g.usernames.length ? ', …' : ''})` : '';
+      const who = g.usernames.length ? ` (${g.usernames.map((u) => m.text(u)).join(', ')}${g.users > g.usernames.length ? ', …' : ''})` : '';
       const spike = g.attempts > threshold ? ' :rotating_light:' : '';
       // Masked IPs of one /16 look alike: the short keyed tag keeps the groups apart.
-      return `• ${md.code(g.ip_address ? m.ipTagged(g.ip_address) : 'unknown IP')}: *${g.attempts}* failure${g.attempts === 1 ? '' : 's'}, ${g.users} user${g.users === 1 ? '' : 's'}${who}, ${md.date(g.first_at)} – ${md.date(g.last_at)}${spike}`;
+      return mrkdwn`• ${md.code(g.ip_address ? m.ipTagged(g.ip_address) : 'unknown IP')}: *${g.attempts}* failure${g.attempts === 1 ? '' : 's'}, ${g.users} user${g.users === 1 ? '' : 's'}${who}, ${md.date(g.first_at)} – ${md.date(g.last_at)}${spike}`;
     });
     const blocks: Block[] = [
-      { type: 'text', text: `*${total} 2FA verification failure${total === 1 ? '' : 's'} in the last ${md.escape(window.text)}* from ${groups.length}${groups.length === 25 ? '+' : ''} IP${groups.length === 1 ? '' : 's'}\n${lines.join('\n')}` },
-      { type: 'context', text: `:rotating_light: more than ${threshold} failures from one IP${m.enabled ? ' · IPs masked (ANONYMIZE_AUDIT_LOGS)' : ''}` },
+      { type: 'text', text: mrkdwn`${md.bold(`${total} 2FA verification failure${total === 1 ? '' : 's'} in the last ${window.text}`)} from ${groups.length}${groups.length === 25 ? '+' : ''} IP${groups.length === 1 ? '' : 's'}\n${md.join(lines, '\n')}` },
+      { type: 'context', text: mrkdwn`:rotating_light: more than ${threshold} failures from one IP${m.enabled ? ' · IPs masked (ANONYMIZE_AUDIT_LOGS)' : ''}` },
     ];
-    return { kind: 'message', message: { text: `${total} 2FA failures in the last ${window.text}`, blocks } };
+    return { kind: 'message', message: { text: mrkdwn`${total} 2FA failures in the last ${window.text}`, blocks } };
   },
 };
 
@@ -271,10 +272,9 @@ function recoverModal(username: string, role: string, available: Record<WardenCh
     title: 'Recover 2FA',
     submit: 'Send codes',
     metadata: JSON.stringify({ u: username }),
-    intro:
-      `Reset the two-factor authentication of *${md.escape(username)}* (${md.escape(role)}) after they lost their authenticator. ` +
-      'A second admin must approve; then their 2FA is disabled and they enrol again at next login.' +
-      (notes.length ? `\n${notes.join('\n')}` : ''),
+    intro: mrkdwn`Reset the two-factor authentication of ${md.bold(username)} (${role}) after they lost their authenticator. A second admin must approve; then their 2FA is disabled and they enrol again at next login.${
+      notes.length ? mrkdwn`\n${md.lines(notes.join('\n'))}` : ''
+    }`,
     fields,
   };
 }
@@ -297,7 +297,7 @@ const submitRecover: ViewHandler = async (ctx, values, metadata) => {
   // Ack first (issue 12): the form says what is happening; the codes go out after it was answered.
   return {
     kind: 'progress',
-    modal: progressModal('Recover 2FA', `:hourglass_flowing_sand: Recovery #${r.id} for *${md.escape(r.target_username)}* is open. Sending ${what.join(' and ')}…`),
+    modal: progressModal('Recover 2FA', mrkdwn`:hourglass_flowing_sand: Recovery #${r.id} for ${md.bold(r.target_username)} is open. Sending ${what.join(' and ')}…`),
     finish: async () => codesOutcome(await opened.send(), svc.minChecks),
   };
 };
@@ -305,37 +305,35 @@ const submitRecover: ViewHandler = async (ctx, values, metadata) => {
 /** After the codes were sent: the form to enter them, or why none can be entered. */
 function codesOutcome(sent: CodesSent, minChecks: number): { modal: Modal; notice: Message } {
   const r = sent.recovery;
-  const failed = WARDEN_CHECKS.filter((c) => sent.unsent[c]).map((c) => `:warning: ${CHECK_LABELS[c]} not sent: ${sent.unsent[c]!.reason} ${sent.unsent[c]!.next}`);
+  const failed = WARDEN_CHECKS.filter((c) => sent.unsent[c]).map((c) => mrkdwn`:warning: ${CHECK_LABELS[c]} not sent: ${sent.unsent[c]!.reason} ${sent.unsent[c]!.next}`);
   const enterable = WARDEN_CHECKS.filter((c) => r.checks[c] && r.checks[c].result !== 'passed' && r.checks[c].result !== 'unsent');
   if (!enterable.length) {
-    const text = `Recovery #${r.id} for *${md.escape(r.target_username)}*: no code could be sent.\n${failed.join('\n')}`;
+    const text = mrkdwn`Recovery #${r.id} for ${md.bold(r.target_username)}: no code could be sent.\n${md.join(failed, '\n')}`;
     return { modal: progressModal('Recover 2FA', text, 'done'), notice: { text } };
   }
   return {
-    modal: verifyModal(r, minChecks, failed.length ? failed.join('\n') : undefined),
+    modal: verifyModal(r, minChecks, failed.length ? md.join(failed, '\n') : undefined),
     notice: {
-      text:
-        `:envelope: Codes sent for recovery #${r.id} for *${md.escape(r.target_username)}*. Run \`/2fa recover ${r.target_username}\` to enter them.` +
-        (failed.length ? `\n${failed.join('\n')}` : ''),
+      text: mrkdwn`:envelope: Codes sent for recovery #${r.id} for ${md.bold(r.target_username)}. Run ${md.code(`/2fa recover ${r.target_username}`)} to enter them.${
+        failed.length ? mrkdwn`\n${md.join(failed, '\n')}` : ''
+      }`,
     },
   };
 }
 
 /** The form where the initiator types the codes the user reads back. */
-function verifyModal(r: Recovery, minChecks: number, note?: string): Modal {
+function verifyModal(r: Recovery, minChecks: number, note?: Mrkdwn): Modal {
   // A check whose code did not go out has nothing to enter (Resend, from `/2fa recover`).
   const open = WARDEN_CHECKS.filter((c) => r.checks[c] && r.checks[c].result !== 'passed' && r.checks[c].result !== 'unsent');
-  const lines = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => `• ${describeCheck(c, r.checks[c])}`);
+  const lines = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => mrkdwn`• ${describeCheck(c, r.checks[c])}`);
   return {
     callbackId: TWOFA_VIEWS.verify,
     title: 'Verify identity',
     submit: 'Verify',
     metadata: JSON.stringify({ r: r.id }),
-    intro:
-      (note ? `${note}\n` : '') +
-      `Recovery #${r.id} for *${md.escape(r.target_username)}*. Ask them to read back the code${open.length === 1 ? '' : 's'} Warden sent ` +
-      `(valid ${CODE_TTL_SECONDS / 60} minutes, ${CODE_MAX_ATTEMPTS} attempts each). ${minChecks === 1 ? 'One passed check sends' : `${minChecks} passed checks send`} it to approval.\n` +
-      `${lines.join('\n')}\nClosed this by mistake? Run \`/2fa recover ${r.target_username}\` to go on.`,
+    intro: mrkdwn`${note ? mrkdwn`${note}\n` : ''}Recovery #${r.id} for ${md.bold(r.target_username)}. Ask them to read back the code${open.length === 1 ? '' : 's'} Warden sent (valid ${CODE_TTL_SECONDS / 60} minutes, ${CODE_MAX_ATTEMPTS} attempts each). ${
+      minChecks === 1 ? 'One passed check sends' : `${minChecks} passed checks send`
+    } it to approval.\n${md.join(lines, '\n')}\nClosed this by mistake? Run ${md.code(`/2fa recover ${r.target_username}`)} to go on.`,
     fields: open.map((c) => ({
       id: RECOVERY_FIELDS.code(c),
       label: c === 'email' ? 'Code from their e-mail' : 'Code from their Slack DM',
@@ -369,9 +367,7 @@ const submitVerify: ViewHandler = async (ctx, values, metadata) => {
     return {
       kind: 'close',
       notice: {
-        text:
-          `:white_check_mark: Identity checks passed (${out.passed.map((c) => CHECK_LABELS[c]).join(', ')}). ` +
-          `Recovery #${out.recovery.id} for *${md.escape(out.recovery.target_username)}* now waits for a second admin in ${/^[CG][A-Z0-9]+$/.test(ch) ? `<#${ch}>` : md.escape(ch)}.`,
+        text: mrkdwn`:white_check_mark: Identity checks passed (${out.passed.map((c) => CHECK_LABELS[c]).join(', ')}). Recovery #${out.recovery.id} for ${md.bold(out.recovery.target_username)} now waits for a second admin in ${md.channel(ch)}.`,
       },
     };
   }
@@ -379,7 +375,7 @@ const submitVerify: ViewHandler = async (ctx, values, metadata) => {
   for (const [c, msg] of Object.entries(out.errors)) errors[RECOVERY_FIELDS.code(c as WardenCheck)] = msg;
   if (Object.keys(errors).length) return { kind: 'errors', errors };
   const passed = out.passed.map((c) => CHECK_LABELS[c]).join(', ');
-  return { kind: 'update', modal: verifyModal(out.recovery, svc.minChecks, `:white_check_mark: ${passed} passed. More checks are needed before approval.`) };
+  return { kind: 'update', modal: verifyModal(out.recovery, svc.minChecks, mrkdwn`:white_check_mark: ${passed} passed. More checks are needed before approval.`) };
 };
 
 /** Where the initiator stands with their verifying recovery, with the buttons to go on. */
@@ -397,15 +393,15 @@ function renderProgress(services: Services, r: Recovery): Message {
     actionId: TWOFA_ACTIONS.cancel,
     value: v(),
     style: 'danger',
-    confirm: { title: 'Cancel recovery', text: `Cancel recovery #${r.id} for ${r.target_username}? Its codes stop working.`, confirm: 'Cancel recovery', deny: 'Keep it' },
+    confirm: { title: 'Cancel recovery', text: mrkdwn`Cancel recovery #${r.id} for ${r.target_username}? Its codes stop working.`, confirm: 'Cancel recovery', deny: 'Keep it' },
   });
-  const lines = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => `• ${describeCheck(c, r.checks[c])}`);
+  const lines = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => mrkdwn`• ${describeCheck(c, r.checks[c])}`);
   return {
-    text: `Your 2FA recovery #${r.id} for ${r.target_username} is collecting identity checks`,
+    text: mrkdwn`Your 2FA recovery #${r.id} for ${r.target_username} is collecting identity checks`,
     blocks: [
       {
         type: 'text',
-        text: `Your 2FA recovery #${r.id} for *${md.escape(r.target_username)}* is collecting identity checks (expires ${md.date(r.expires_at)}).\n${lines.join('\n')}`,
+        text: mrkdwn`Your 2FA recovery #${r.id} for ${md.bold(r.target_username)} is collecting identity checks (expires ${md.date(r.expires_at)}).\n${md.join(lines, '\n')}`,
       },
       { type: 'buttons', buttons },
     ],
@@ -430,32 +426,29 @@ const resend: ActionHandler = async (ctx, value) => {
     kind: 'update_and_message',
     update: renderProgress(ctx.services, rec),
     message: unsent
-      ? { text: `:warning: The new ${CHECK_LABELS[c].toLowerCase()} could not be sent: ${unsent.reason} ${unsent.next}` }
-      : { text: `:envelope: A new ${CHECK_LABELS[c].toLowerCase()} was sent to ${md.escape(rec.target_username)}; the previous one no longer works.` },
+      ? { text: mrkdwn`:warning: The new ${CHECK_LABELS[c].toLowerCase()} could not be sent: ${unsent.reason} ${unsent.next}` }
+      : { text: mrkdwn`:envelope: A new ${CHECK_LABELS[c].toLowerCase()} was sent to ${rec.target_username}; the previous one no longer works.` },
   };
 };
 
 const submitForApproval: ActionHandler = async (ctx, value) => {
   const { r } = parseButtonValue(refSchema, value, '/2fa recover USERNAME');
   const rec = await ctx.services.twofaRecovery.submit(ctx.actor, r);
-  return { kind: 'update', message: { text: `:white_check_mark: Recovery #${rec.id} for *${md.escape(rec.target_username)}* now waits for a second admin.` } };
+  return { kind: 'update', message: { text: mrkdwn`:white_check_mark: Recovery #${rec.id} for ${md.bold(rec.target_username)} now waits for a second admin.` } };
 };
 
 const cancel: ActionHandler = async (ctx, value) => {
   const { r } = parseButtonValue(refSchema, value, '/2fa recover USERNAME');
   const rec = await ctx.services.twofaRecovery.cancel(ctx.actor, r);
-  return { kind: 'update', message: { text: `:heavy_multiplication_x: Recovery #${rec.id} for *${md.escape(rec.target_username)}* was cancelled. Its codes no longer work.` } };
+  return { kind: 'update', message: { text: mrkdwn`:heavy_multiplication_x: Recovery #${rec.id} for ${md.bold(rec.target_username)} was cancelled. Its codes no longer work.` } };
 };
 
 // ------------------------------------------------------------------ approve / reject
 
-function cardSummary(r: Recovery): string {
-  const checks = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => `• ${describeCheck(c, r.checks[c])}`);
-  const manual = r.manual_checks.map((m) => `• ${MANUAL_CHECKS[m as keyof typeof MANUAL_CHECKS] ?? md.escape(m)}`);
-  return (
-    `*${md.escape(r.initiator_username)}* asks to reset the 2FA of *${md.escape(r.target_username)}* (recovery #${r.id}).\n` +
-    `${manual.join('\n')}\n${checks.join('\n')}`
-  );
+function cardSummary(r: Recovery): Mrkdwn {
+  const checks = WARDEN_CHECKS.filter((c) => r.checks[c]).map((c) => mrkdwn`• ${describeCheck(c, r.checks[c])}`);
+  const manual = r.manual_checks.map((m) => mrkdwn`• ${MANUAL_CHECKS[m as keyof typeof MANUAL_CHECKS] ?? m}`);
+  return mrkdwn`${md.bold(r.initiator_username)} asks to reset the 2FA of ${md.bold(r.target_username)} (recovery #${r.id}).\n${md.join(manual, '\n')}\n${md.join(checks, '\n')}`;
 }
 
 const openApprove: ActionHandler = async (ctx, value) => {
@@ -481,7 +474,7 @@ const openApprove: ActionHandler = async (ctx, value) => {
       title: 'Approve 2FA reset',
       submit: 'Approve',
       metadata: JSON.stringify({ r }),
-      intro: `${cardSummary(rec)}\n\nApproving *disables their 2FA* now; they enrol again at next login.`,
+      intro: mrkdwn`${cardSummary(rec)}\n\nApproving *disables their 2FA* now; they enrol again at next login.`,
       fields: [totpField],
     },
   };
@@ -505,7 +498,7 @@ const openReject: ActionHandler = async (ctx, value) => {
   };
 };
 
-async function decide(ctx: InteractionContext, id: number, fn: () => Promise<Recovery>, done: (r: Recovery) => string): Promise<ViewReply> {
+async function decide(ctx: InteractionContext, id: number, fn: () => Promise<Recovery>, done: (r: Recovery) => Mrkdwn): Promise<ViewReply> {
   try {
     const rec = await fn();
     const fromElsewhere = ctx.source?.messageTs && ctx.source.messageTs !== rec.card_ts;
@@ -516,7 +509,7 @@ async function decide(ctx: InteractionContext, id: number, fn: () => Promise<Rec
         .get(id)
         .then((r) => ctx.services.twofaRecovery.refreshCard(r))
         .catch(() => {});
-      return { kind: 'close', notice: { text: `:information_source: ${e.message}` } };
+      return { kind: 'close', notice: { text: mrkdwn`:information_source: ${e.mrkdwn ?? md.lines(e.message)}` } };
     }
     throw e;
   }
@@ -529,7 +522,7 @@ const submitApprove: ViewHandler = async (ctx, values, metadata) => {
     ctx,
     r,
     () => ctx.services.twofaRecovery.approve(ctx.actor, r, totp),
-    (rec) => `:white_check_mark: Approved recovery #${rec.id}: 2FA of *${md.escape(rec.target_username)}* is disabled; they were told to enrol again at next login.`,
+    (rec) => mrkdwn`:white_check_mark: Approved recovery #${rec.id}: 2FA of ${md.bold(rec.target_username)} is disabled; they were told to enrol again at next login.`,
   );
 };
 
@@ -540,7 +533,7 @@ const submitReject: ViewHandler = async (ctx, values, metadata) => {
     ctx,
     r,
     () => ctx.services.twofaRecovery.reject(ctx.actor, r, reason),
-    (rec) => `:no_entry: Rejected recovery #${rec.id} for *${md.escape(rec.target_username)}*.`,
+    (rec) => mrkdwn`:no_entry: Rejected recovery #${rec.id} for ${md.bold(rec.target_username)}.`,
   );
 };
 
