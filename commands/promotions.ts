@@ -8,6 +8,7 @@ import {
   REJECTION_MAX,
   REJECTION_MIN,
   validateReason,
+  type Decision,
   type PromotionView,
 } from '../src/services/promotions.js';
 import { md, mrkdwn, type Block, type Message, type Modal, type Mrkdwn } from '../src/ui.js';
@@ -170,28 +171,30 @@ const openReject: ActionHandler = async (ctx, value) => {
   return { kind: 'modal', modal };
 };
 
-/** Closes the modal; a lost race or stale form is answered where the click came from. */
 /**
- * How the requester hears of the decision, truthfully: the in-app notification is always
- * written (with the decision); a Slack DM only reaches a requester with a linked Slack account —
- * requests inserted by the web application often have none yet.
+ * How the requester heard of the decision, truthfully: the in-app notification is always
+ * written (with the decision); a Slack DM went to their linked Slack account(s), or, without a
+ * link, to the Slack user their e-mail designates under the linking rules — or to nobody, and why.
  */
-async function howTold(ctx: InteractionContext, v: PromotionView): Promise<string> {
-  const accounts = await ctx.services.identity.slackAccountsOf(v.request.user_id).catch(() => []);
-  return accounts.length
-    ? 'in the application (notification) and by Slack DM'
-    : 'in the application (notification) only: they have no linked Slack account, so no Slack DM was sent';
+function howTold(v: Decision): Mrkdwn {
+  const told = v.told;
+  if (told.via === 'link') return mrkdwn`in the application (notification) and by Slack DM to ${md.join(told.slackUserIds.map((u) => md.user(u)), ', ')}`;
+  if (told.via === 'email') {
+    return mrkdwn`in the application (notification) and by Slack DM to ${md.user(told.slackUserId)} (found by their e-mail address; no Slack link was recorded)`;
+  }
+  return mrkdwn`in the application (notification) only. No Slack DM was sent: ${told.why}`;
 }
 
+/** Closes the modal; a lost race or stale form is answered where the click came from. */
 async function decide(
   ctx: InteractionContext,
   id: number,
-  fn: () => Promise<PromotionView>,
-  done: (v: PromotionView, told: string) => Mrkdwn,
+  fn: () => Promise<Decision>,
+  done: (v: Decision, told: Mrkdwn) => Mrkdwn,
 ): Promise<ViewReply> {
   try {
     const view = await fn();
-    const told = await howTold(ctx, view);
+    const told = howTold(view);
     const updated = renderCard(view, ctx.services.masker, ctx.services.config.PROMOTION_TTL);
     // The channel card is updated by the service; a copy shown elsewhere (e.g. /promotions show) is replaced here.
     const fromElsewhere = ctx.source?.messageTs && ctx.source.messageTs !== view.card?.ts;

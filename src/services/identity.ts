@@ -33,9 +33,14 @@ export interface SlackProfile {
   isEmailConfirmed: boolean;
 }
 
-/** Looks up Slack profiles (users.info); implemented by the Slack layer. */
+/** What users.lookupByEmail answered: the profile, or Slack's error code (`users_not_found`, `missing_scope`, …). */
+export type EmailSearch = { profile: SlackProfile } | { error: string };
+
+/** Looks up Slack profiles (users.info, users.lookupByEmail); implemented by the Slack layer. */
 export interface SlackDirectory {
   profileOf(slackUserId: string): Promise<SlackProfile | null>;
+  /** The Slack user whose profile has this e-mail (Slack's own comparison: Warden re-checks it). */
+  findByEmail?(email: string): Promise<EmailSearch>;
 }
 
 /**
@@ -49,18 +54,59 @@ export function normalizeEmail(email: string | null | undefined): string | null 
   return t.replace(/[A-Z]/g, (c) => c.toLowerCase());
 }
 
-/** Why a Slack profile may not be matched by its e-mail; null when it may. */
-export function profileRefusal(p: SlackProfile | null, installingTeam: string): string | null {
-  if (!p) return 'Warden could not read your Slack profile';
-  if (p.deleted) return 'your Slack account is deactivated';
-  if (p.isBot) return 'bots are never matched to accounts';
-  if (p.teamId !== installingTeam) return 'your Slack account belongs to another workspace (Slack Connect)';
-  if (p.isRestricted || p.isUltraRestricted) return 'guest accounts are never matched automatically';
-  if (!p.isEmailConfirmed) return 'the e-mail of your Slack profile is not confirmed';
-  if (!p.email) return 'your Slack profile has no e-mail address';
-  if (!normalizeEmail(p.email)) return 'the e-mail of your Slack profile has characters other than plain ASCII, which Warden does not match automatically';
+type ProfileProblem = 'unreadable' | 'deactivated' | 'bot' | 'other_team' | 'guest' | 'unconfirmed' | 'no_email' | 'non_ascii';
+
+/** Why a Slack profile may not be matched by its e-mail (the rules of automatic linking); null when it may. */
+function profileProblem(p: SlackProfile | null, installingTeam: string): ProfileProblem | null {
+  if (!p) return 'unreadable';
+  if (p.deleted) return 'deactivated';
+  if (p.isBot) return 'bot';
+  if (p.teamId !== installingTeam) return 'other_team';
+  if (p.isRestricted || p.isUltraRestricted) return 'guest';
+  if (!p.isEmailConfirmed) return 'unconfirmed';
+  if (!p.email) return 'no_email';
+  if (!normalizeEmail(p.email)) return 'non_ascii';
   return null;
 }
+
+/** Each problem told to the Slack user it is about. */
+const TO_THEM: Record<ProfileProblem, string> = {
+  unreadable: 'Warden could not read your Slack profile',
+  deactivated: 'your Slack account is deactivated',
+  bot: 'bots are never matched to accounts',
+  other_team: 'your Slack account belongs to another workspace (Slack Connect)',
+  guest: 'guest accounts are never matched automatically',
+  unconfirmed: 'the e-mail of your Slack profile is not confirmed',
+  no_email: 'your Slack profile has no e-mail address',
+  non_ascii: 'the e-mail of your Slack profile has characters other than plain ASCII, which Warden does not match automatically',
+};
+
+/** Each problem told to an admin, about the Slack user Slack found for someone's e-mail address. */
+const ABOUT_IT: Record<ProfileProblem, string> = {
+  unreadable: 'Warden could not read the profile of the Slack user Slack found for it',
+  deactivated: 'the Slack user with that address is deactivated',
+  bot: 'the Slack user with that address is a bot',
+  other_team: 'the Slack user with that address belongs to another workspace (Slack Connect)',
+  guest: 'the Slack user with that address is a guest, and guests are never matched automatically',
+  unconfirmed: 'the Slack user with that address has not confirmed it',
+  no_email: 'the Slack user found has no e-mail address',
+  non_ascii: 'the Slack user found has an address with characters other than plain ASCII',
+};
+
+/** Why a Slack profile may not be matched by its e-mail, said to that Slack user; null when it may. */
+export function profileRefusal(p: SlackProfile | null, installingTeam: string): string | null {
+  const problem = profileProblem(p, installingTeam);
+  return problem ? TO_THEM[problem] : null;
+}
+
+/** The account a Slack profile's e-mail designates, or why none (the one matcher: linking and look-ups). */
+type EmailMatch = { userId: number; email: string } | { problem: ProfileProblem | 'no_account' | 'cooldown' };
+
+/**
+ * How an application account can be reached on Slack without a link: the Slack user its e-mail
+ * designates under the automatic-linking rules, or why nobody can be (said to an admin).
+ */
+export type SlackReach = { slackUserId: string; email: string } | { why: string };
 
 /** How long an automatic match waits after the account's e-mail changed: the identity cool-down. */
 export interface IdentityPolicy {
@@ -208,9 +254,40 @@ export class IdentityService {
             `For safety that link is paused until it is confirmed. ${HOW_TO_LINK}`,
       );
     }
-    if (refusal) {
-      throw new NotLinkedError(`Your Slack account is not linked to an application account, and Warden cannot match it by e-mail: ${refusal}. ${HOW_TO_LINK}`);
+    const match = await this.matchByEmail(profile, slack.teamId);
+    if ('problem' in match) {
+      if (match.problem === 'no_account') {
+        throw new NotLinkedError(
+          'Your Slack account is not linked to an application account, and no account has exactly the e-mail address of your Slack profile. ' + HOW_TO_LINK,
+        );
+      }
+      if (match.problem === 'cooldown') {
+        throw new NotLinkedError(
+          'The application account with your Slack e-mail address had its e-mail changed recently, so Warden does not match it automatically during the identity cool-down. ' +
+            HOW_TO_LINK,
+        );
+      }
+      throw new NotLinkedError(
+        `Your Slack account is not linked to an application account, and Warden cannot match it by e-mail: ${TO_THEM[match.problem]}. ${HOW_TO_LINK}`,
+      );
     }
+    await this.db.query(
+      `INSERT INTO warden_slack_link (slack_team_id, slack_user_id, user_id, method, email)
+       VALUES ($1, $2, $3, 'email', $4) ON CONFLICT DO NOTHING`,
+      [slack.teamId, slack.userId, match.userId, match.email],
+    );
+    return { userId: match.userId, method: 'email', email: match.email, at: Date.now() };
+  }
+
+  /**
+   * The rules of automatic linking, in one place: the profile must pass the users.info checks,
+   * exactly one account must have its address (trimmed, ASCII lower-case, nothing folded), and
+   * that account's e-mail must not have changed within the identity cool-down.
+   */
+  private async matchByEmail(profile: SlackProfile | null, installingTeam: string): Promise<EmailMatch> {
+    const problem = profileProblem(profile, installingTeam);
+    if (problem) return { problem };
+    const email = normalizeEmail(profile!.email)!;
     // Exact comparison in code; the SQL only narrows the candidates (PostgreSQL's lower() knows Unicode).
     const match = await this.db.query<{ id: number; email: string; changed: boolean }>(
       `SELECT u.id, u.email,
@@ -220,24 +297,43 @@ export class IdentityService {
       [email, this.policy.cooldownSeconds],
     );
     const candidates = match.rows.filter((r) => normalizeEmail(r.email) === email);
-    if (candidates.length !== 1) {
-      throw new NotLinkedError(
-        'Your Slack account is not linked to an application account, and no account has exactly the e-mail address of your Slack profile. ' + HOW_TO_LINK,
-      );
+    if (candidates.length !== 1) return { problem: 'no_account' };
+    if (candidates[0].changed) return { problem: 'cooldown' };
+    return { userId: candidates[0].id, email };
+  }
+
+  /**
+   * The Slack user an account without a link can be told things on (a decision DM): Slack's
+   * users.lookupByEmail finds a candidate for the account's address, and only when the very
+   * rules of automatic linking match that candidate back to this account is it used. Records
+   * no link: a link is made when the person acts through Slack themselves (resolve), never on
+   * someone else's request. `installingTeam` is the team of the request that asks.
+   */
+  async slackUserByEmail(account: Pick<UserRow, 'id' | 'email'>, installingTeam: string, timeoutMs = 2000): Promise<SlackReach> {
+    const email = normalizeEmail(account.email);
+    if (!email) return { why: 'their e-mail address has characters other than plain ASCII (or none), and such addresses are never matched' };
+    if (!this.directory.findByEmail) return { why: 'Warden cannot look Slack users up by e-mail here' };
+    let timer: NodeJS.Timeout | undefined;
+    const found = await Promise.race([
+      this.directory.findByEmail(email).catch((err: unknown) => ({ error: String((err as Error)?.message ?? err) })),
+      new Promise<{ error: string }>((resolve) => {
+        timer = setTimeout(() => resolve({ error: 'timeout' }), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if ('error' in found) {
+      if (found.error === 'users_not_found') return { why: 'no member of this Slack workspace has their e-mail address' };
+      if (found.error === 'missing_scope') return { why: 'Warden’s Slack app lacks the `users:read.email` scope needed to look people up by e-mail' };
+      if (found.error === 'timeout') return { why: 'Slack did not answer the look-up by e-mail in time' };
+      return { why: `Slack refused the look-up by e-mail (${found.error})` };
     }
-    if (candidates[0].changed) {
-      throw new NotLinkedError(
-        'The application account with your Slack e-mail address had its e-mail changed recently, so Warden does not match it automatically during the identity cool-down. ' +
-          HOW_TO_LINK,
-      );
+    const match = await this.matchByEmail(found.profile, installingTeam);
+    if ('problem' in match) {
+      if (match.problem === 'cooldown') return { why: 'their e-mail address was changed recently (identity cool-down), so it is not trusted to find them' };
+      if (match.problem === 'no_account') return { why: 'the Slack user with that address does not match exactly one account' };
+      return { why: ABOUT_IT[match.problem] };
     }
-    const userId = candidates[0].id;
-    await this.db.query(
-      `INSERT INTO warden_slack_link (slack_team_id, slack_user_id, user_id, method, email)
-       VALUES ($1, $2, $3, 'email', $4) ON CONFLICT DO NOTHING`,
-      [slack.teamId, slack.userId, userId, email],
-    );
-    return { userId, method: 'email', email, at: Date.now() };
+    if (match.userId !== account.id) return { why: 'the Slack user with that address matches another account' };
+    return { slackUserId: found.profile.id, email };
   }
 
   private async loadUser(id: number): Promise<UserRow | undefined> {

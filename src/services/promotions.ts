@@ -9,7 +9,7 @@ import { decidedText, decisionDm, renderCard } from '../slack/cards/promotions.j
 import { writeAudit } from './audit-writer.js';
 import type { Chat, PostedRef } from './chat.js';
 import type { Outbox } from './outbox.js';
-import { requireAdmin, type Actor, type IdentityService } from './identity.js';
+import { normalizeEmail, requireAdmin, type Actor, type IdentityService, type SlackReach } from './identity.js';
 import type { Masker } from './masking.js';
 import type { StepUpService } from './step-up.js';
 import type { IdentityChange, IdentityChanges } from './identity-changes.js';
@@ -94,6 +94,16 @@ export interface PromotionDeps {
   masker: Masker;
   logger: Logger;
 }
+
+/**
+ * How the requester hears of a decision besides the in-app notification (always written):
+ * a DM to each linked Slack account, or, without a link, to the Slack user their e-mail
+ * designates under the automatic-linking rules, or no DM and why.
+ */
+export type RequesterDm = { via: 'link'; slackUserIds: string[] } | { via: 'email'; slackUserId: string } | { via: 'none'; why: string };
+
+/** A decision as the deciding admin sees it: the request and how the requester was told. */
+export type Decision = PromotionView & { told: RequesterDm };
 
 export interface PollResult {
   scanned: number;
@@ -313,7 +323,7 @@ export class PromotionService {
    * (dispatch area cleared), an in-app notification, `role_change` with before/after and a
    * `promotion_approved` row. Afterwards: DM to the requester and the card updated in place.
    */
-  async approve(actor: Actor, id: number, input: { notes?: string | null; totp?: string | null }): Promise<PromotionView> {
+  async approve(actor: Actor, id: number, input: { notes?: string | null; totp?: string | null }): Promise<Decision> {
     const notes = (input.notes ?? '').trim() || null;
     if (notes && notes.length > NOTES_MAX) throw new ValidationErrors({ notes: `Notes can be at most ${NOTES_MAX} characters.` });
     const pre = await this.assertDecidable(actor, id);
@@ -322,6 +332,7 @@ export class PromotionService {
     }
     await this.assertIdentityClear(actor, pre);
     await this.deps.stepUp.verify(actor, input.totp, 'promotion_approve');
+    const byEmail = await this.findByEmail(actor, pre.requester);
 
     const decided = await this.db.tx(async (q) => {
       const win = await q.query(
@@ -367,10 +378,9 @@ export class PromotionService {
         details: { ...source, requester_id: request.user_id, ...(notes ? { admin_notes: notes } : {}), requires_2fa_enrolment: needs2fa },
       });
       await recordDecider(q, request.id, actor.slack.userId);
-      await this.queueAnnouncements(q, request.id);
-      return request;
+      return this.queueAnnouncements(q, request.id, byEmail);
     });
-    return this.finishDecision(id, !!decided);
+    return this.finishDecision(id, decided);
   }
 
   /**
@@ -378,9 +388,19 @@ export class PromotionService {
    * the requester's DM were queued in the outbox by that transaction, so they are delivered
    * (once) even if this process dies right after the commit.
    */
-  private async finishDecision(id: number, won: boolean): Promise<PromotionView> {
-    if (!won) return this.lostRace(id);
-    return this.load(id);
+  private async finishDecision(id: number, told: RequesterDm | null): Promise<Decision> {
+    if (!told) return this.lostRace(id);
+    return { ...(await this.load(id)), told };
+  }
+
+  /**
+   * A requester without a Slack link (requests the web application inserted) is looked up by
+   * e-mail with the automatic-linking rules, before the deciding transaction (no external call
+   * inside it); the DM itself is queued in that transaction like any other. No link is recorded.
+   */
+  private async findByEmail(actor: Actor, requester: UserRow): Promise<SlackReach | null> {
+    if ((await this.deps.identity.slackAccountsOf(requester.id)).length) return null;
+    return this.deps.identity.slackUserByEmail(requester, actor.slack.teamId);
   }
 
   /** The Reject click: same checks as Approve (no step-up: rejecting grants nothing). */
@@ -389,7 +409,7 @@ export class PromotionService {
   }
 
   /** Reject with a required reason (min 10 characters): one conditional update, notification, audit. */
-  async reject(actor: Actor, id: number, input: { reason?: string | null }): Promise<PromotionView> {
+  async reject(actor: Actor, id: number, input: { reason?: string | null }): Promise<Decision> {
     const reason = (input.reason ?? '').trim();
     if (reason.length < REJECTION_MIN) {
       throw new ValidationErrors({
@@ -399,7 +419,8 @@ export class PromotionService {
       });
     }
     if (reason.length > REJECTION_MAX) throw new ValidationErrors({ reason: `The reason can be at most ${REJECTION_MAX} characters.` });
-    await this.assertDecidable(actor, id);
+    const pre = await this.assertDecidable(actor, id);
+    const byEmail = await this.findByEmail(actor, pre.requester);
     const decided = await this.db.tx(async (q) => {
       const win = await q.query(
         `UPDATE promotion_request
@@ -423,10 +444,9 @@ export class PromotionService {
         details: { promotion_request_id: request.id, requester_id: request.user_id, username: u[0]?.username, rejection_reason: reason },
       });
       await recordDecider(q, request.id, actor.slack.userId);
-      await this.queueAnnouncements(q, request.id);
-      return request;
+      return this.queueAnnouncements(q, request.id, byEmail);
     });
-    return this.finishDecision(id, !!decided);
+    return this.finishDecision(id, decided);
   }
 
   /** The conditional update matched nothing: say who decided first (or that it just expired). */
@@ -600,7 +620,7 @@ export class PromotionService {
    * outcome anyway) and the requester told by DM on each linked Slack account. A crash after
    * the commit cannot lose them, and the outbox delivers each once.
    */
-  private async queueAnnouncements(q: Queryable, id: number): Promise<void> {
+  private async queueAnnouncements(q: Queryable, id: number, byEmail: SlackReach | null = null): Promise<RequesterDm> {
     const view = await this.load(id, q);
     if (view.card) {
       await this.deps.outbox.updateRef(q, view.card, renderCard(view, this.deps.masker, this.ttl));
@@ -609,9 +629,22 @@ export class PromotionService {
     const links = await q.query<{ slack_user_id: string }>('SELECT slack_user_id FROM warden_slack_link WHERE user_id = $1 ORDER BY created_at', [
       view.request.user_id,
     ]);
-    for (const l of links.rows) {
-      await this.deps.outbox.dm(q, l.slack_user_id, decisionDm(view), { dedupeKey: `promotion:${id}:${view.request.status}:dm:${l.slack_user_id}` });
+    let targets = links.rows.map((l) => l.slack_user_id);
+    let told: RequesterDm = { via: 'link', slackUserIds: targets };
+    if (!targets.length) {
+      if (!byEmail) told = { via: 'none', why: 'they have no linked Slack account' };
+      else if ('why' in byEmail) told = { via: 'none', why: `they have no linked Slack account, and ${byEmail.why}` };
+      // The address looked up must still be the account's: an e-mail changed meanwhile is not trusted.
+      else if (normalizeEmail(view.requester.email) !== byEmail.email) told = { via: 'none', why: 'their e-mail address changed while the decision was being made' };
+      else {
+        targets = [byEmail.slackUserId];
+        told = { via: 'email', slackUserId: byEmail.slackUserId };
+      }
     }
+    for (const slackUserId of targets) {
+      await this.deps.outbox.dm(q, slackUserId, decisionDm(view), { dedupeKey: `promotion:${id}:${view.request.status}:dm:${slackUserId}` });
+    }
+    return told;
   }
 }
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { webApi } from '@slack/bolt';
 import { request } from 'undici';
 import type { Chat, PostedRef, PostMark, PostOptions } from '../services/chat.js';
-import type { SlackDirectory, SlackProfile } from '../services/identity.js';
+import type { EmailSearch, SlackDirectory, SlackProfile } from '../services/identity.js';
 import type { Message } from '../ui.js';
 import { messageBlocks, messagePayload } from './blocks.js';
 
@@ -125,28 +125,41 @@ export class SlackChat implements Chat {
   }
 }
 
-/** Slack profiles through users.info (scope users:read.email): the fields identity matching trusts. */
+/** Slack profiles through users.info and users.lookupByEmail (scope users:read.email): the fields identity matching trusts. */
 export class SlackProfileDirectory implements SlackDirectory {
   constructor(private readonly client: WebClient) {}
 
   async profileOf(slackUserId: string): Promise<SlackProfile | null> {
     try {
       const r = await this.client.users.info({ user: slackUserId });
-      const u = r.user as any;
-      if (!u) return null;
-      return {
-        id: u.id,
-        teamId: u.team_id ?? null,
-        email: u.profile?.email ?? null,
-        deleted: u.deleted === true,
-        isBot: u.is_bot === true || u.id === 'USLACKBOT',
-        isRestricted: u.is_restricted === true,
-        isUltraRestricted: u.is_ultra_restricted === true,
-        // Slack sends is_email_confirmed only when it knows; absent means not confirmed.
-        isEmailConfirmed: u.is_email_confirmed === true,
-      };
+      return r.user ? toProfile(r.user) : null;
     } catch {
       return null;
     }
   }
+
+  async findByEmail(email: string): Promise<EmailSearch> {
+    try {
+      const r = await this.client.users.lookupByEmail({ email });
+      return r.user ? { profile: toProfile(r.user) } : { error: 'users_not_found' };
+    } catch (e) {
+      const err = e as { code?: string; data?: { error?: string } };
+      return { error: err.code === 'slack_webapi_platform_error' ? (err.data?.error ?? 'unknown_error') : 'unreachable' };
+    }
+  }
+}
+
+function toProfile(user: unknown): SlackProfile {
+  const u = user as any;
+  return {
+    id: u.id,
+    teamId: u.team_id ?? null,
+    email: u.profile?.email ?? null,
+    deleted: u.deleted === true,
+    isBot: u.is_bot === true || u.id === 'USLACKBOT',
+    isRestricted: u.is_restricted === true,
+    isUltraRestricted: u.is_ultra_restricted === true,
+    // Slack sends is_email_confirmed only when it knows; absent means not confirmed.
+    isEmailConfirmed: u.is_email_confirmed === true,
+  };
 }

@@ -339,7 +339,7 @@ describe('deciding: approve and reject', () => {
     expect(sub.ack).toBeNull();
     // The admin is told truthfully how the requester hears of it (dan has a linked Slack account).
     const notice = await t.fake.waitFor((c) => c.method === 'response_url' && /Rejected request #/.test(textOf(c.args)), 5000, since);
-    expect(textOf(notice.args)).toContain('They were told the reason in the application (notification) and by Slack DM.');
+    expect(textOf(notice.args)).toContain('They were told the reason in the application (notification) and by Slack DM to <@U_DAN>.');
     const [req] = (await db.query<any>('SELECT * FROM promotion_request WHERE id = $1', [id])).rows;
     expect(req).toMatchObject({ status: 'rejected', reviewed_by: carol.id, rejection_reason: 'Billers get audit exports from their lead' });
     expect((await db.query<any>('SELECT role FROM "user" WHERE id = $1', [dan.id])).rows[0].role).toBe('biller');

@@ -93,3 +93,33 @@ describe('FakeSlack file uploads (issue 11)', () => {
     });
   });
 });
+
+describe('FakeSlack users.lookupByEmail (Slack’s rules, so Warden cannot rely on a friendlier fake)', () => {
+  it('answers users_not_found, needs users:read.email, and returns flags Warden must check itself', async () => {
+    fake.addUser({ id: 'U_LOOK', name: 'look', email: 'Look.Up@Example.com', isEmailConfirmed: false });
+    const found = await client.users.lookupByEmail({ email: 'look.up@example.com' });
+    expect(found.user).toMatchObject({ id: 'U_LOOK', is_email_confirmed: false, team_id: 'T_WARDEN', profile: { email: 'Look.Up@Example.com' } });
+    await expect(client.users.lookupByEmail({ email: 'nobody@example.com' })).rejects.toMatchObject({ data: { error: 'users_not_found' } });
+    fake.scopes.delete('users:read.email');
+    try {
+      await expect(client.users.lookupByEmail({ email: 'look.up@example.com' })).rejects.toMatchObject({
+        data: { error: 'missing_scope', needed: 'users:read.email' },
+      });
+    } finally {
+      fake.scopes.add('users:read.email');
+    }
+  });
+
+  it('grants exactly the bot scopes manifest.yml asks for', async () => {
+    const { BOT_SCOPES } = await import('../../src/slack/sim/fake-slack.js');
+    const manifest = (await import('node:fs')).readFileSync('manifest.yml', 'utf8');
+    const scopes: string[] = [];
+    for (const line of manifest.slice(manifest.indexOf('    bot:')).split('\n').slice(1)) {
+      if (/^\s+#/.test(line)) continue;
+      const m = /^\s+- (\S+)$/.exec(line);
+      if (!m) break;
+      scopes.push(m[1]);
+    }
+    expect(scopes.sort()).toEqual([...BOT_SCOPES].sort());
+  });
+});

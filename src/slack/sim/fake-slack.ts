@@ -96,6 +96,8 @@ export class FakeSlack {
    * As in Slack, views.update of any other view (or one the user closed) answers `not_found`.
    */
   readonly openViews = new Set<string>();
+  /** The bot token's scopes (manifest.yml); a method whose scope is missing answers `missing_scope`. */
+  readonly scopes = new Set(BOT_SCOPES);
   /** When set, every Web API call fails as if Slack were unreachable. */
   down = false;
   /** When set, every Web API call is accepted and never answered (Slack hanging). */
@@ -377,21 +379,21 @@ export class FakeSlack {
       case 'users.info': {
         const u = this.users.get(args.user);
         if (!u) return { ok: false, error: 'user_not_found' };
-        return {
-          ok: true,
-          user: {
-            id: u.id,
-            name: u.name,
-            team_id: u.teamId ?? 'T_WARDEN',
-            deleted: u.deleted ?? false,
-            is_bot: u.isBot ?? false,
-            is_restricted: u.isRestricted ?? u.isUltraRestricted ?? false,
-            is_ultra_restricted: u.isUltraRestricted ?? false,
-            // Slack leaves is_email_confirmed out for users without an e-mail (bots).
-            ...(u.email ? { is_email_confirmed: u.isEmailConfirmed ?? true } : {}),
-            profile: { email: u.email, real_name: u.name },
-          },
-        };
+        return { ok: true, user: userObject(u) };
+      }
+      case 'users.lookupByEmail': {
+        // Slack: needs users:read.email; `users_not_found` when no member has the address. It
+        // answers deactivated members, guests and Slack Connect users too, with their flags:
+        // the caller must check them. How Slack compares addresses is not documented; the
+        // fake folds case the Unicode way, so Warden's own exact comparison is what decides.
+        if (!this.scopes.has('users:read.email')) {
+          return { ok: false, error: 'missing_scope', needed: 'users:read.email', provided: [...this.scopes].join(',') };
+        }
+        const want = String(args.email ?? '').trim().toLowerCase();
+        if (!want) return { ok: false, error: 'invalid_arguments' };
+        const u = [...this.users.values()].find((x) => x.email && x.email.trim().toLowerCase() === want);
+        if (!u) return { ok: false, error: 'users_not_found' };
+        return { ok: true, user: userObject(u) };
       }
       case 'views.update': {
         const id = args.view_id as string | undefined;
@@ -516,6 +518,36 @@ export class FakeSlack {
   private find(channel: string, ts: string): StoredMessage | undefined {
     return (this.messages.get(channel) ?? []).find((m) => m.ts === ts) ?? (this.replies.get(channel) ?? []).find((m) => m.ts === ts);
   }
+}
+
+/** The bot scopes manifest.yml asks for (test/unit/fake-slack.test.ts keeps the two in step). */
+export const BOT_SCOPES = [
+  'commands',
+  'chat:write',
+  'chat:write.public',
+  'channels:history',
+  'groups:history',
+  'im:history',
+  'im:write',
+  'users:read',
+  'users:read.email',
+  'files:write',
+];
+
+/** A user object as users.info and users.lookupByEmail send it. */
+function userObject(u: SlackProfile): Record<string, unknown> {
+  return {
+    id: u.id,
+    name: u.name,
+    team_id: u.teamId ?? 'T_WARDEN',
+    deleted: u.deleted ?? false,
+    is_bot: u.isBot ?? false,
+    is_restricted: u.isRestricted ?? u.isUltraRestricted ?? false,
+    is_ultra_restricted: u.isUltraRestricted ?? false,
+    // Slack leaves is_email_confirmed out for users without an e-mail (bots).
+    ...(u.email ? { is_email_confirmed: u.isEmailConfirmed ?? true } : {}),
+    profile: { email: u.email, real_name: u.name },
+  };
 }
 
 function truthy(v: unknown): boolean {
