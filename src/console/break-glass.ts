@@ -6,7 +6,8 @@ import { migrate } from '../db/migrate.js';
 import { USER_COLUMNS, userRowSchema } from '../domain/user.js';
 import { StepUpError } from '../errors.js';
 import type { ConsoleArgs } from './main.js';
-import { interactive, OPERATOR_SLACK_ID, runLines, startConsoleApp } from './runtime.js';
+import { QueuedAlerts } from './queued-alerts.js';
+import { interactive, OPERATOR_SLACK_ID, startConsoleApp } from './runtime.js';
 import { Session } from './session.js';
 
 /**
@@ -33,6 +34,7 @@ export async function runBreakGlass(opts: { config: Config; args: ConsoleArgs })
   };
   const db = await openDb({ url: config.DATABASE_URL, poolMax: 3 });
   let app: Awaited<ReturnType<typeof startConsoleApp>> | undefined;
+  let queued: QueuedAlerts | undefined;
   try {
     await db.query('SELECT 1').catch((e) => {
       throw new Error(`cannot reach the database: ${(e as Error).message}`);
@@ -52,7 +54,10 @@ export async function runBreakGlass(opts: { config: Config; args: ConsoleArgs })
     const hub = app.hub;
     // Channel alerts wait in the production outbox for the deployed Warden: delivering them here
     // (to the console's stand-in Slack) would mark them sent and Slack would never see them.
+    // They are printed instead (read only), as they are queued.
     await hub.services.outbox.close();
+    queued = new QueuedAlerts(db, hub.fake);
+    const waiting = await queued.start();
     const actor = await hub.services.identity.resolve({ userId: OPERATOR_SLACK_ID, teamId: 'T_WARDEN' });
     try {
       await hub.services.stepUp.verify(actor, await ask(`2FA code of ${user.username}: `), 'console_break_glass');
@@ -61,15 +66,33 @@ export async function runBreakGlass(opts: { config: Config; args: ConsoleArgs })
       console.error(`Refused: ${e.message}`);
       return 2;
     }
-    console.error(`Signed in as ${user.username}. Every change is audited as source "console", OS user ${osUser()}. Replies and DMs are printed here, never posted to Slack; channel alerts stay queued in the outbox for the deployed Warden.`);
+    console.error(
+      `Signed in as ${user.username}. Every change is audited as source "console", OS user ${osUser()}. ` +
+        'Replies are printed here. What Warden queues for Slack (channel alerts, card updates, DMs) is printed as ' +
+        '"queued for Slack, not sent from here" and stays in the outbox for the deployed Warden.',
+    );
+    if (waiting.waiting) {
+      console.error(
+        `${waiting.waiting} message${waiting.waiting === 1 ? '' : 's'} already wait${waiting.waiting === 1 ? 's' : ''} in the outbox for Slack ` +
+          `(oldest queued ${waiting.oldest?.toISOString().slice(0, 16).replace('T', ' ')} UTC); they are not shown one by one.`,
+      );
+    }
+    const afterLine = () => queued!.check();
     if (args.lines.length) {
       const s = new Session(hub, { as: OPERATOR_SLACK_ID, out: (t) => console.log(t) });
-      return (await runLines(s, args.lines)) ? 0 : 1;
+      for (const line of args.lines) {
+        const go = await s.run(line);
+        await afterLine();
+        s.flush();
+        if (!go) break;
+      }
+      return s.failed ? 1 : 0;
     }
-    await interactive(hub, { as: OPERATOR_SLACK_ID, banner: 'Break-glass console. Type help for commands.', input });
+    await interactive(hub, { as: OPERATOR_SLACK_ID, banner: 'Break-glass console. Type help for commands.', input, afterLine });
     return 0;
   } finally {
     rl.close();
+    await queued?.stop();
     await app?.stop();
     await db.close();
   }

@@ -1,4 +1,5 @@
 import type { CapturedCall } from '../slack/sim/fake-slack.js';
+import { QUEUED_METHOD, type QueuedRow } from './queued-alerts.js';
 
 /**
  * Renders what Warden sent to Slack (Block Kit) as terminal text. Buttons get numbers
@@ -179,6 +180,18 @@ export class ConsoleRenderer {
         return `${this.dim(`only @${this.names.get(a.user) ?? a.user} can see this, in ${channelName(a.channel)}`)}\n${this.message(a, a.channel)}`;
       case 'views.publish':
         return `${this.dim(`App Home of @${this.names.get(a.user_id) ?? a.user_id} refreshed`)}\n${this.message(a.view ?? {}, 'HOME')}`;
+      case QUEUED_METHOD: {
+        // Break-glass: shown, never sent, and its buttons are not clickable here (the message is not in any Slack yet).
+        const row = a as QueuedRow;
+        const where = row.kind === 'dm' ? `DM to @${this.names.get(row.channel) ?? row.channel}` : row.kind === 'update' ? `update of a message in #${row.channel}` : `#${row.channel}`;
+        const blocks = (row.payload.blocks ?? []) as any[];
+        const buttons = blocks.flatMap((b) => (b.type === 'actions' ? (b.elements ?? []).map((e: any) => e.text?.text).filter(Boolean) : []));
+        const body = this.message({ text: row.payload.text, blocks: blocks.filter((b) => b.type !== 'actions') }, row.channel);
+        return (
+          `${this.bold(`📮 queued for Slack, not sent from here — ${where}`)} ${this.dim(`(outbox #${row.id}; the deployed Warden delivers it)`)}\n` +
+          `${body.replace(/^/gm, '   ')}${buttons.length ? `\n   ${this.dim(`buttons in Slack: ${buttons.join(' · ')}`)}` : ''}`
+        );
+      }
       case 'files.completeUploadExternal':
         return this.dim(`file uploaded to ${channelName(a.channel_id)}: ${(a.files ?? []).map((f: any) => f.title).join(', ')}`);
       default:

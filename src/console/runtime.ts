@@ -132,6 +132,8 @@ export async function interactive(
     onSession?: (s: Session, notify: (text: string) => void) => void;
     /** Lines already being read from stdin (break-glass asked its questions there first). */
     input?: AsyncIterator<string>;
+    /** Runs after each line, before its output is printed (break-glass: the rows it queued for Slack). */
+    afterLine?: () => Promise<void>;
   },
 ): Promise<void> {
   const rl = opts.input ? undefined : readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
@@ -172,7 +174,10 @@ export async function interactive(
       const line = await ask(`\n${session.actingAs}> `);
       busy = true;
       clearTimeout(idleTimer);
-      if (!(await session.run(line))) break;
+      const go = await session.run(line);
+      await opts.afterLine?.().catch((e) => console.log(`Console error: ${(e as Error).message}`));
+      session.flush();
+      if (!go) break;
     } catch (e) {
       if (e instanceof EndOfInput) break;
       console.log(`Console error: ${(e as Error).message}`);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/index.js';
 import { runConsole } from '../helpers/console-process.js';
 import { createTestDb } from '../helpers/db.js';
-import { auditRows, createUser, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
+import { auditRows, createUser, linkSlack, snapshot, totpOf, type TestUser } from '../helpers/fixtures.js';
 
 /**
  * Break-glass: `npm run console -- --database-url …` against a real PostgreSQL, as an
@@ -60,5 +60,58 @@ describe.skipIf(!process.env.DATABASE_URL)('break-glass console on a real Postgr
     expect(rows[0].n).toBe(3);
     const links = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM warden_slack_link`);
     expect(links.rows[0].n).toBe(0);
+  }, 180_000);
+
+  it('prints what it queues for Slack (alerts, DMs) as it appears, and leaves every row queued for the deployed Warden', async () => {
+    const glass = await createUser(db, { username: 'glass.admin', role: 'admin', twoFa: true });
+    const requester = await createUser(db, { username: 'req.biller', role: 'biller' });
+    await linkSlack(db, 'U_REQ', requester.id);
+    const other = await createUser(db, { username: 'req.other', role: 'biller' });
+    const ids: number[] = [];
+    for (const u of [requester, other]) {
+      const { rows } = await db.query<{ id: number }>(
+        `INSERT INTO promotion_request (user_id, reason, status) VALUES ($1, 'I run the month-end billing', 'pending') RETURNING id`,
+        [u.id],
+      );
+      ids.push(rows[0].id);
+    }
+    // An alert the deployed Warden could not post yet (Slack is down): it must stay for it.
+    await db.query(
+      `INSERT INTO warden_outbox (kind, lane, channel, message) VALUES ('post', 'C_ALERTS', 'C_ALERTS', '{"text":"database slow since 02:00"}')`,
+    );
+    const { rows: before } = await db.query<{ max: number }>(`SELECT max(id)::int AS max FROM warden_outbox`);
+    const stdin = [
+      'glass.admin',
+      await totpOf(glass),
+      `/promotions show ${ids[0]}`,
+      'click Reject',
+      'Not this quarter, ask again in March',
+      `/promotions show ${ids[1]}`,
+      'click Approve',
+      '', // notes
+      '000000',
+      '000001',
+      '000002',
+      'cancel',
+      'quit',
+    ].join('\n');
+    const r = await runConsole(['--database-url', url], env(), `${stdin}\n`);
+    expect(r.out).toContain('1 message already waits in the outbox for Slack');
+    expect(r.out).not.toContain('database slow since 02:00');
+    // The decision DM and the security alert about three wrong codes, printed, labelled, not sent.
+    expect(r.out).toMatch(/📮 queued for Slack, not sent from here — DM to @U_REQ[^\n]*\n[\s\S]*rejected[\s\S]*Not this quarter, ask again in March/);
+    expect(r.out).toMatch(/📮 queued for Slack, not sent from here — #C_SECURITY[^\n]*\n[\s\S]*glass\.admin/);
+    const { rows: queued } = await db.query<{ kind: string; channel: string; status: string }>(
+      `SELECT kind, channel, status FROM warden_outbox WHERE id > $1 ORDER BY id`,
+      [before[0].max],
+    );
+    expect(queued).toEqual([
+      { kind: 'dm', channel: 'U_REQ', status: 'pending' },
+      { kind: 'post', channel: 'C_SECURITY', status: 'pending' },
+    ]);
+    // Each printed once.
+    expect(r.out.split('queued for Slack, not sent from here —').length - 1).toBe(2);
+    const { rows: all } = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM warden_outbox WHERE status <> 'pending'`);
+    expect(all[0].n).toBe(0);
   }, 180_000);
 });

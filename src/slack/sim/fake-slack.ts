@@ -209,6 +209,14 @@ export class FakeSlack {
     });
   }
 
+  /**
+   * Something the console shows among Slack's calls that is no Web API call (a break-glass
+   * console's outbox rows, queued for the real Slack). Listeners see it like a call.
+   */
+  note(method: string, args: Record<string, unknown>): void {
+    this.record({ method, args, at: Date.now() });
+  }
+
   private record(call: CapturedCall) {
     this.calls.push(call);
     for (const l of this.listeners) l(call);
