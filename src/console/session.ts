@@ -338,6 +338,8 @@ export class Session {
     const inputs = (view.blocks ?? []).filter((b: any) => b.type === 'input');
     const values: Record<string, string | string[] | undefined> = {};
     let pending = inputs;
+    // An optional field Warden answered with an error is needed after all (e.g. the code for this change).
+    const needed = new Set<string>();
     const formHelp = () =>
       this.out(
         '│ Answer each field and press Enter (Enter alone keeps the [default] or leaves an optional field empty).\n' +
@@ -347,7 +349,8 @@ export class Session {
       for (const b of pending) {
         const el = b.element;
         const labelText = b.label?.text ?? b.block_id;
-        const label = `${labelText}${b.optional && !/optional/i.test(labelText) ? ' (optional)' : ''}`;
+        const optional = b.optional && !needed.has(b.block_id);
+        const label = `${labelText.replace(/ \(optional\)$/i, optional ? ' (optional)' : '')}${optional && !/optional/i.test(labelText) ? ' (optional)' : ''}`;
         const isCode = b.block_id === 'totp';
         if (b.hint?.text) this.out(`│ ${r.mrkdwn(b.hint.text)}${isCode ? ' Type `totp` to see it.' : ''}`);
         for (;;) {
@@ -379,8 +382,9 @@ export class Session {
           }
           if (el.type === 'plain_text_input') {
             // An optional code field may stay empty (not every change needs step-up); anything else must be 6 digits.
-            if (isCode && (answer || !b.optional) && !/^\d{6}$/.test(answer.replace(/\s+/g, ''))) {
-              this.out('│ ✗ Enter the 6-digit code of your authenticator app (type `totp` to see it, `cancel` to leave).');
+            // Blank input is never sent where it cannot count (nor is it counted by Warden: src/services/step-up.ts).
+            if (isCode && (answer || !optional) && !/^\d{6}$/.test(answer.replace(/\s+/g, ''))) {
+              this.out(`│ ✗ Enter the 6-digit code of your authenticator app${optional || !b.optional ? '' : ': this change needs it'} (type \`totp\` to see it, \`cancel\` to leave).`);
               continue;
             }
             chosen = answer || el.initial_value || undefined;
@@ -404,6 +408,7 @@ export class Session {
         const byId = new Map(inputs.map((b: any) => [b.block_id, b.label?.text ?? b.block_id]));
         for (const [field, msg] of Object.entries(ack.errors as Record<string, string>)) this.out(`│ ✗ ${byId.get(field) ?? field}: ${r.mrkdwn(msg)}`);
         pending = inputs.filter((b: any) => b.block_id in ack.errors);
+        for (const b of pending) needed.add(b.block_id);
         continue;
       }
       if (ack?.response_action === 'update' && ack.view?.callback_id === PROGRESS_VIEWS.working) {

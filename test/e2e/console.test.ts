@@ -156,6 +156,21 @@ describe('step-up at a console prompt', () => {
     await toCodePrompt(c, '/users role amit.gupta admin');
     // Seven non-codes in a row: more than the five wrong codes that block step-up for 15 minutes.
     for (const word of ['abc', '12345', 'help', 'TOTP?', 'x1', '1234567', 'code']) await c.line(word, CODE_PROMPT);
+    // A blank optional code field is sent (not every change needs step-up); Warden answers that this
+    // change needs it, which is no wrong code. From then on the field is asked as needed, and a blank
+    // is answered by the console itself.
+    const blank = await c.line('', CODE_PROMPT);
+    expect(blank).toContain('✗ Your 2FA code: ⚠️ Enter the 6-digit code from your authenticator app.');
+    expect(blank).toMatch(/Your 2FA code: $/);
+    expect(await c.line('', CODE_PROMPT)).toContain('✗ Enter the 6-digit code of your authenticator app: this change needs it');
+    await c.line('cancel');
+    // Five blank answers sent to Warden, one per form: five wrong codes would block step-up; blanks do not count.
+    for (let i = 0; i < 4; i++) {
+      await toCodePrompt(c, '/users role amit.gupta admin');
+      expect(await c.line('', CODE_PROMPT)).toContain('Enter the 6-digit code from your authenticator app.');
+      await c.line('cancel');
+    }
+    await toCodePrompt(c, '/users role amit.gupta admin');
     const shown = await c.line('totp', CODE_PROMPT);
     const code = /2FA code of alice: (\d{6})/.exec(shown)![1];
     const done = await c.line(code);

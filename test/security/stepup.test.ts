@@ -110,7 +110,7 @@ describe('step-up brute force', () => {
 
   it('typing mistakes are field errors and are not counted', async () => {
     const actor = await actorOf(typo);
-    for (const input of ['', 'abc', '12345', '1234567', '12 34 5x']) {
+    for (const input of ['', '   ', null, undefined, 'abc', '12345', '1234567', '12 34 5x']) {
       await expect(t.warden.services.stepUp.verify(actor, input, 'user_delete')).rejects.toThrow(/Enter the 6-digit code/);
     }
     expect(await failuresOf(typo)).toEqual([]);
