@@ -322,7 +322,7 @@ export class IdentityService {
     ]).finally(() => clearTimeout(timer));
     if ('error' in found) {
       if (found.error === 'users_not_found') return { why: 'no member of this Slack workspace has their e-mail address' };
-      if (found.error === 'missing_scope') return { why: 'Warden’s Slack app lacks the `users:read.email` scope needed to look people up by e-mail' };
+      if (found.error === 'missing_scope') return { why: 'Warden’s Slack app lacks the users:read.email scope needed to look people up by e-mail' };
       if (found.error === 'timeout') return { why: 'Slack did not answer the look-up by e-mail in time' };
       return { why: `Slack refused the look-up by e-mail (${found.error})` };
     }

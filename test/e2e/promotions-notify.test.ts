@@ -131,7 +131,7 @@ describe('decision DM to a requester the application created (no Slack link)', (
     t.fake.scopes.delete('users:read.email');
     try {
       const { notice, since } = await decide('U_ALICE', id, 'Reject', { reason: 'Not this quarter, ask again in March' });
-      expect(notice).toContain('No Slack DM was sent: they have no linked Slack account, and Warden’s Slack app lacks the `users:read.email` scope');
+      expect(notice).toContain('No Slack DM was sent: they have no linked Slack account, and Warden’s Slack app lacks the users:read.email scope');
       expect(dmsSince(since)).toEqual([]);
     } finally {
       t.fake.scopes.add('users:read.email');
