@@ -175,14 +175,7 @@ describe('step-up at a console prompt', () => {
     expect(blank).toContain('✗ Your 2FA code: ⚠️ Enter the 6-digit code from your authenticator app.');
     expect(blank).toMatch(/Your 2FA code: $/);
     expect(await c.line('', CODE_PROMPT)).toContain('✗ Enter the 6-digit code of your authenticator app: this change needs it');
-    await c.line('cancel');
-    // Five blank answers sent to Warden, one per form: five wrong codes would block step-up; blanks do not count.
-    for (let i = 0; i < 4; i++) {
-      await toCodePrompt(c, '/users role amit.gupta admin');
-      expect(await c.line('', CODE_PROMPT)).toContain('Enter the 6-digit code from your authenticator app.');
-      await c.line('cancel');
-    }
-    await toCodePrompt(c, '/users role amit.gupta admin');
+    // (Many blanks sent to Warden never block step-up: test/security/stepup.test.ts › "typing mistakes…".)
     const shown = await c.line('totp', CODE_PROMPT);
     const code = /2FA code of alice: (\d{6})/.exec(shown)![1];
     const done = await c.line(code);
