@@ -118,7 +118,8 @@ describe('/users list and show over signed HTTP', () => {
 });
 
 describe('request signing', () => {
-  it('refuses unsigned, badly signed and stale requests with 401 and runs nothing', async () => {
+  // Signatures are HTTP's; over Socket Mode (WARDEN_TEST_TRANSPORT=socket) there are none to forge.
+  it.skipIf(process.env.WARDEN_TEST_TRANSPORT === 'socket')('refuses unsigned, badly signed and stale requests with 401 and runs nothing', async () => {
     const body = t.driver.commandBody('U_ALICE', '/users list');
     const before = t.fake.calls.length;
     expect((await t.driver.post(body, {})).status).toBe(401);

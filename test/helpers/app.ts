@@ -53,7 +53,9 @@ export async function startTestApp(opts: {
   transport?: Transport;
 }): Promise<TestApp> {
   const fake = opts.fake ?? (await new FakeSlack().start());
-  const socket = opts.transport === 'socket' ? await fake.enableSocketMode() : undefined;
+  // WARDEN_TEST_TRANSPORT=socket runs every e2e file that does not choose over Socket Mode.
+  const transport = opts.transport ?? (process.env.WARDEN_TEST_TRANSPORT === 'socket' ? 'socket' : 'http');
+  const socket = transport === 'socket' ? await fake.enableSocketMode() : undefined;
   const port = await freePort();
   const config = loadConfig({
     SLACK_BOT_TOKEN: 'xoxb-test-token',
@@ -89,7 +91,11 @@ export async function startTestApp(opts: {
     url,
     async stop() {
       await warden.stop();
+      // Anything Slack would have held against the app over the socket (e.g. an ack for an
+      // unknown envelope) fails the file that caused it.
+      const violations = socket ? [...socket.violations] : [];
       if (!opts.fake) await fake.stop();
+      if (violations.length) throw new Error(`Socket Mode violations:\n- ${violations.join('\n- ')}`);
     },
   };
 }
