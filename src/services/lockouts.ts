@@ -10,7 +10,7 @@ import { requireAdmin, type Actor } from './identity.js';
 import type { Masker } from './masking.js';
 import { scrubAuditRow } from './audit-scrub.js';
 import type { Outbox } from './outbox.js';
-import type { AlertStorms } from './storms.js';
+import type { AlertStorms, StormRow } from './storms.js';
 
 /**
  * Lockout alerts (issue 7): an account reaching `login_locked` is posted to
@@ -93,6 +93,14 @@ const RESCAN_MINUTES = 10;
 /** A lock without a known end is treated as running this long for merging events. */
 const UNKNOWN_LOCK_MINUTES = 30;
 const BATCH = 200;
+/** Events handled in one transaction (a wave's first lockouts reach the outbox after at most these). */
+const CHUNK = 20;
+
+/** What the events of one chunk share: the channel's open storm (read once), storms to touch at its end. */
+interface ChunkScan {
+  open?: StormRow | null;
+  storms: Set<number>;
+}
 const SAFETY_SCAN_MS = 15_000;
 
 export interface LockoutDeps {
@@ -142,25 +150,66 @@ export class LockoutAlerts {
   }
 
   /**
-   * One batch: the candidates are read without locks, then each event is handled in its own
-   * short transaction (alert, merge or storm, its outbox row, its source record and the
-   * cursor commit together), so the outbox sees each lockout as soon as it is scanned — a
-   * wave of 200 lockouts is not one long transaction (issue 15).
+   * One batch: the candidates are read without locks, then handled in short transactions of
+   * at most CHUNK events each (alert, merge or storm, outbox rows, source records and the
+   * cursor commit together), so the outbox sees the first lockouts of a wave while the rest
+   * are scanned — a wave of 200 lockouts is neither one long transaction (issue 15) nor 200
+   * transactions paying the cursor lock, the source records and a storm update each.
    */
   private async scanBatch(): Promise<number> {
-    const { db, config, logger } = this.deps;
+    const { config, logger } = this.deps;
     const { events, full } = await this.readBatch();
     const channel = this.channel;
     const catchUpFrom = Date.now() - config.LOCKOUT_CATCHUP_WINDOW * 1000;
     let queued = 0;
     let skippedOld = 0;
-    for (let i = 0; i < events.length; i++) {
-      const ev = events[i];
-      const outcome = await db.tx(async (q) => {
-        // The cursor rows are the mutex: a second replica waits here, then finds the event handled.
-        await q.query(`SELECT name FROM warden_cursor WHERE name IN ('lockout_audit', 'lockout_user_event') ORDER BY name FOR UPDATE`);
-        const seen = await q.query('SELECT 1 FROM warden_lockout_source WHERE source = $1', [ev.source]);
-        if (seen.rows.length) return 'seen' as const;
+    for (let i = 0; i < events.length; i += CHUNK) {
+      const outcomes = await this.handleChunk(events.slice(i, i + CHUNK), events.length - i, channel, catchUpFrom);
+      queued += outcomes.filter((o) => o === 'queued').length;
+      skippedOld += outcomes.filter((o) => o === 'old').length;
+      // A storm's message follows off these transactions: at most one render in flight, a few a
+      // second, each showing every lockout committed before it (the wave never waits for it).
+      this.renderStorms();
+    }
+    if (skippedOld) logger.info({ skipped: skippedOld }, 'lockouts older than LOCKOUT_CATCHUP_WINDOW were not posted');
+    if (!channel && events.length) logger.warn({ events: events.length }, 'lockouts seen but neither SECURITY_CHANNEL nor ALERTS_CHANNEL is set');
+    // Caught up: the storm message shows this batch's last lockout before the scan returns.
+    await this.deps.storms.renderOwed().catch((err: unknown) => logger.warn({ err }, 'rendering a storm message failed; the next scan retries'));
+    if (!full) {
+      // Housekeeping of the idempotency records well past the re-read horizon (once caught up).
+      await this.deps.db.query(`DELETE FROM warden_lockout_source WHERE created_at < now() - interval '2 days'`);
+      await this.deps.db.query(`DELETE FROM warden_lock_event WHERE created_at < now() - interval '2 days'`);
+    }
+    return full ? BATCH : queued;
+  }
+
+  /** Up to CHUNK events in one transaction; `remaining` counts them and the rest of the batch. */
+  private async handleChunk(
+    chunk: LockoutEvent[],
+    remaining: number,
+    channel: string | undefined,
+    catchUpFrom: number,
+  ): Promise<('queued' | 'old' | 'other' | 'seen')[]> {
+    return this.deps.db.tx(async (q) => {
+      // The cursor rows are the mutex: a second replica waits here, then finds the events handled.
+      await q.query(`SELECT name FROM warden_cursor WHERE name IN ('lockout_audit', 'lockout_user_event') ORDER BY name FOR UPDATE`);
+      const seen = new Set(
+        (await q.query<{ source: string }>('SELECT source FROM warden_lockout_source WHERE source = ANY($1::text[])', [chunk.map((e) => e.source)])).rows.map(
+          (r) => r.source,
+        ),
+      );
+      const accounts = await this.accounts(q, chunk);
+      const scan: ChunkScan = { storms: new Set() };
+      const outcomes: ('queued' | 'old' | 'other' | 'seen')[] = [];
+      const sources: string[] = [];
+      const alertIds: (number | null)[] = [];
+      const cursors = { lockout_audit: 0, lockout_user_event: 0 };
+      for (let j = 0; j < chunk.length; j++) {
+        const ev = chunk[j];
+        if (seen.has(ev.source)) {
+          outcomes.push('seen');
+          continue;
+        }
         let alertId: number | null = null;
         let result: 'queued' | 'old' | 'other' = 'other';
         if (!channel || ev.deliberate) {
@@ -169,37 +218,51 @@ export class LockoutAlerts {
           result = 'old';
         } else {
           // The rest of this batch counts towards the rate: a wave is recognised from its first lockout.
-          alertId = await this.handle(q, channel, ev, events.length - i - 1);
+          const account = accounts.get(ev.userId !== null ? `id:${ev.userId}` : `name:${ev.username}`) ?? null;
+          alertId = await this.handle(q, channel, ev, account, remaining - j - 1, scan);
           if (alertId !== null && alertId > 0) result = 'queued';
           if (alertId !== null) alertId = Math.abs(alertId);
         }
-        await q.query('INSERT INTO warden_lockout_source (source, alert_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [ev.source, alertId]);
-        await q.query(`UPDATE warden_cursor SET position = GREATEST(position, $2), updated_at = now() WHERE name = $1`, [
-          ev.auditId !== null ? 'lockout_audit' : 'lockout_user_event',
-          ev.cursorId,
-        ]);
-        return result;
-      });
-      if (outcome === 'queued') queued++;
-      if (outcome === 'old') skippedOld++;
-      // A storm's message follows off this transaction: at most one render in flight, each
-      // showing every lockout committed before it (the lockouts of a wave never wait for it).
-      this.renderStorms();
+        sources.push(ev.source);
+        alertIds.push(alertId);
+        const cursor = ev.auditId !== null ? 'lockout_audit' : 'lockout_user_event';
+        cursors[cursor] = Math.max(cursors[cursor], ev.cursorId);
+        outcomes.push(result);
+      }
+      if (sources.length) {
+        await q.query(
+          `INSERT INTO warden_lockout_source (source, alert_id) SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING`,
+          [sources, alertIds],
+        );
+      }
+      for (const [name, position] of Object.entries(cursors)) {
+        if (position > 0) await q.query(`UPDATE warden_cursor SET position = GREATEST(position, $2), updated_at = now() WHERE name = $1`, [name, position]);
+      }
+      // One storm update owed for the whole chunk (rendered after the commit).
+      for (const stormId of scan.storms) await this.deps.storms.touch(q, stormId, true);
+      return outcomes;
+    });
+  }
+
+  /** The accounts of a chunk's events, by `id:N` and `name:USERNAME`, in one query. */
+  private async accounts(q: Queryable, chunk: LockoutEvent[]): Promise<Map<string, AccountInfo>> {
+    const ids = [...new Set(chunk.map((e) => e.userId).filter((id): id is number => id !== null))];
+    const names = [...new Set(chunk.filter((e) => e.userId === null && e.username).map((e) => e.username!))];
+    const found = new Map<string, AccountInfo>();
+    if (!ids.length && !names.length) return found;
+    const { rows } = await q.query<AccountInfo>(
+      `SELECT id, username, email, role, locked_until, failed_login_attempts FROM "user" WHERE id = ANY($1::int[]) OR username = ANY($2::text[])`,
+      [ids, names],
+    );
+    for (const r of rows) {
+      if (ids.includes(r.id)) found.set(`id:${r.id}`, r);
+      if (names.includes(r.username)) found.set(`name:${r.username}`, r);
     }
-    // Caught up: the storm message shows this batch's last lockout before the scan returns.
-    await this.deps.storms.renderOwed().catch((err: unknown) => logger.warn({ err }, 'rendering a storm message failed; the next scan retries'));
-    if (skippedOld) logger.info({ skipped: skippedOld }, 'lockouts older than LOCKOUT_CATCHUP_WINDOW were not posted');
-    if (!channel && events.length) logger.warn({ events: events.length }, 'lockouts seen but neither SECURITY_CHANNEL nor ALERTS_CHANNEL is set');
-    if (!full) {
-      // Housekeeping of the idempotency records well past the re-read horizon (once caught up).
-      await db.query(`DELETE FROM warden_lockout_source WHERE created_at < now() - interval '2 days'`);
-      await db.query(`DELETE FROM warden_lock_event WHERE created_at < now() - interval '2 days'`);
-    }
-    return full ? BATCH : queued;
+    return found;
   }
 
   private renderStorms(): void {
-    this.deps.storms.renderOwed().catch((err: unknown) => this.deps.logger.warn({ err }, 'rendering a storm message failed; the next scan retries'));
+    this.deps.storms.renderSoon();
   }
 
   /** The lockout events not handled yet (both sources, oldest first), read without locks. */
@@ -280,8 +343,7 @@ export class LockoutAlerts {
    * Returns the alert id (positive when a new alert was queued, negative when merged),
    * or null when the account is unknown.
    */
-  private async handle(q: Queryable, channel: string, ev: LockoutEvent, comingInBatch: number): Promise<number | null> {
-    const account = await this.account(q, ev.userId, ev.username);
+  private async handle(q: Queryable, channel: string, ev: LockoutEvent, account: AccountInfo | null, comingInBatch: number, scan: ChunkScan): Promise<number | null> {
     const username = account?.username ?? ev.username;
     if (!username) return null;
     const lockedUntil = ev.lockedUntil ?? (account?.locked_until && account.locked_until > ev.at ? account.locked_until : null);
@@ -331,9 +393,14 @@ export class LockoutAlerts {
     };
     const { storms, config } = this.deps;
     // A storm: one summary message for all of them instead of a card each.
-    const stormy = (await storms.open(q, channel)) || (await storms.lockoutsLastMinute(q)) + comingInBatch > storms.perMinute;
+    // The open storm is read (and locked) once per chunk.
+    if (scan.open === undefined) scan.open = await storms.open(q, channel);
+    const stormy = scan.open || (await storms.lockoutsLastMinute(q)) + comingInBatch > storms.perMinute;
     if (stormy) {
-      await storms.addLockout(q, channel, alert.id);
+      const joined = await storms.addLockout(q, channel, alert.id, scan.open, { deferTouch: true });
+      scan.open = joined.storm;
+      // A storm joined (not opened) owes an update, done once for the chunk at its end.
+      if (!joined.opened) scan.storms.add(joined.storm.id);
       return alert.id;
     }
     // A single lockout's card waits a moment for the rest of a possible wave (then it is withdrawn into the storm).

@@ -44,6 +44,8 @@ export const QUIET_MINUTES = 2;
 const LISTED = 40;
 /** The storm renderer's safety pass (a lost NOTIFY; a replica that died between a change and its render). */
 const SAFETY_SCAN_MS = 30_000;
+/** Storm renders started by changes are at least this far apart (the last change is always rendered). */
+const RENDER_EVERY_MS = 250;
 
 export interface StormRow {
   id: number;
@@ -82,28 +84,55 @@ export interface StormDeps {
 
 export class AlertStorms {
   private readonly flight = new SingleFlight(() => this.renderPass());
+  private lastPassAt = 0;
+  private trailing: NodeJS.Timeout | null = null;
 
   constructor(private readonly deps: StormDeps) {}
 
   /** LISTEN warden_storm + a render now + a safety pass (a lost NOTIFY, a crash). Returns stop(). */
-  start(): Promise<() => Promise<void>> {
-    return startWatcher({
+  async start(): Promise<() => Promise<void>> {
+    const stop = await startWatcher({
       db: this.deps.db,
       channel: 'warden_storm',
       name: 'storms',
       logger: this.deps.logger,
-      scan: () => this.renderOwed(),
+      scan: async () => this.renderSoon(),
       idle: () => this.flight.idle(),
       safetyScanMs: SAFETY_SCAN_MS,
     });
+    return async () => {
+      if (this.trailing) clearTimeout(this.trailing);
+      this.trailing = null;
+      await stop();
+    };
   }
 
   /**
-   * Re-renders every storm message that owes an update (single-flight: a call during a pass
-   * gets one more pass after it). Returns how many updates were queued.
+   * Re-renders every storm message that owes an update, now (single-flight: a call during a
+   * pass gets one more pass after it). Returns how many updates were queued.
    */
   renderOwed(): Promise<number> {
     return this.flight.run();
+  }
+
+  /**
+   * A render pass soon: now if none started in the last RENDER_EVERY_MS, else one when that time
+   * is up (one waiting at most). During a wave each lockout asks for one; rendering for every
+   * lockout would cost the scan as much again as the lockouts themselves, and the outbox sends
+   * at most one update a second per message anyway (OUTBOX_PACE_MS), the newest waiting one.
+   */
+  renderSoon(): void {
+    const wait = this.lastPassAt + RENDER_EVERY_MS - Date.now();
+    const run = () => {
+      this.renderOwed().catch((err: unknown) => this.deps.logger.warn({ err }, 'rendering a storm message failed; the next pass retries'));
+    };
+    if (wait <= 0) return run();
+    if (this.trailing) return;
+    this.trailing = setTimeout(() => {
+      this.trailing = null;
+      run();
+    }, wait);
+    this.trailing.unref();
   }
 
   get perMinute(): number {
@@ -134,8 +163,8 @@ export class AlertStorms {
    * minute and the bursts active in it, their held messages withdrawn (they are counted in the
    * storm instead). Locked for the caller's transaction. `opened` says whether it is new.
    */
-  private async openOrJoin(q: Queryable, channel: string): Promise<{ storm: StormRow; opened: boolean }> {
-    const current = await this.open(q, channel);
+  private async openOrJoin(q: Queryable, channel: string, known?: StormRow | null): Promise<{ storm: StormRow; opened: boolean }> {
+    const current = known ?? (await this.open(q, channel));
     if (current) return { storm: current, opened: false };
     const { rows } = await q.query<StormRow>(`INSERT INTO warden_alert_storm (channel, post_id) VALUES ($1, 0) RETURNING *`, [channel]);
     const storm = rows[0];
@@ -163,14 +192,23 @@ export class AlertStorms {
   }
 
   /**
-   * Puts a new lockout alert into the channel's storm, opening it if needed. A new storm's
+   * Puts a new lockout alert into the channel's storm (`open`: the caller's open() of this
+   * transaction, if it has one), opening it if needed. A new storm's
    * message is queued in this transaction (the first message is not delayed); later lockouts
    * only mark the storm changed (its message is re-rendered after the commit, see renderOwed).
    */
-  async addLockout(q: Queryable, channel: string, alertId: number): Promise<StormRow> {
-    const { storm, opened } = await this.openOrJoin(q, channel);
+  async addLockout(
+    q: Queryable,
+    channel: string,
+    alertId: number,
+    open?: StormRow | null,
+    opts: { deferTouch?: boolean } = {},
+  ): Promise<{ storm: StormRow; opened: boolean }> {
+    const { storm, opened } = await this.openOrJoin(q, channel, open);
     await q.query(`UPDATE warden_lockout_alert SET storm_id = $1, post_id = 0 WHERE id = $2`, [storm.id, alertId]);
-    return opened ? this.queueMessage(q, storm.id) : this.touch(q, storm.id, true);
+    if (opened) return { storm: await this.queueMessage(q, storm.id), opened };
+    // `deferTouch`: the caller touches the storm once for several lockouts, in this transaction.
+    return { storm: opts.deferTouch ? storm : await this.touch(q, storm.id, true), opened };
   }
 
   /**
@@ -203,12 +241,14 @@ export class AlertStorms {
    * the renderers of every replica; the scans also render at their end).
    */
   async touch(q: Queryable, stormId: number, joined = false): Promise<StormRow> {
-    const { rows } = await q.query<StormRow>(
-      `UPDATE warden_alert_storm SET changes = changes + 1${joined ? ', last_at = now()' : ''} WHERE id = $1 RETURNING *`,
+    // (The NOTIFY rides on the UPDATE: one round trip; it is delivered at COMMIT.)
+    const { rows } = await q.query<StormRow & { n: unknown }>(
+      `UPDATE warden_alert_storm SET changes = changes + 1${joined ? ', last_at = now()' : ''} WHERE id = $1
+       RETURNING *, pg_notify('warden_storm', '') AS n`,
       [stormId],
     );
-    await q.query(`SELECT pg_notify('warden_storm', '')`);
-    return rows[0];
+    const { n: _n, ...storm } = rows[0];
+    return storm;
   }
 
   /** Re-renders the storm message in the caller's transaction (posted once, then updated in place). */
@@ -227,6 +267,7 @@ export class AlertStorms {
 
   /** One pass: each storm that owes an update gets one, showing everything committed so far. */
   private async renderPass(): Promise<number> {
+    this.lastPassAt = Date.now();
     const { rows } = await this.deps.db.query<{ id: number }>(`SELECT id FROM warden_alert_storm WHERE rendered < changes ORDER BY id`);
     let queued = 0;
     for (const r of rows) queued += await this.renderOne(r.id);

@@ -131,6 +131,12 @@ describe.skipIf(!real)('lockout storms (real PostgreSQL)', () => {
       `SELECT count(*)::int AS n, count(*) FILTER (WHERE post_id <> 0)::int AS carded FROM warden_lockout_alert WHERE storm_id IS NOT NULL`,
     );
     expect(alerts.rows[0]).toEqual({ n: 100, carded: 0 });
+    // The message is re-rendered off the lockouts' transactions, a few times a second at most —
+    // not once per lockout (each lockout arrives twice: its audit row and its locked_until).
+    const renders = await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM warden_outbox o JOIN warden_alert_storm s ON o.target_id = s.post_id WHERE o.kind = 'update'`,
+    );
+    expect(renders.rows[0].n).toBeLessThan(WAVE / 2);
   });
 
   it('"Unlock all listed" is refused to non-admins and wrong codes, then unlocks every account with one audit row each', async () => {
