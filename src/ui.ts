@@ -33,20 +33,9 @@ export interface Message {
   blocks?: Block[];
 }
 
-/** A block whose mrkdwn can only have been built by `mrkdwn` / `md.*` (what cards return). */
-export type SafeBlock =
-  | { type: 'header'; text: string }
-  | { type: 'text'; text: Mrkdwn }
-  | { type: 'fields'; fields: Mrkdwn[] }
-  | { type: 'context'; text: Mrkdwn }
-  | { type: 'divider' }
-  | { type: 'buttons'; buttons: (Omit<Button, 'confirm'> & { confirm?: { title: string; text: Mrkdwn; confirm: string; deny?: string } })[] };
-
-/** A message built only from safe text: every card and alert in src/slack/cards/ returns one. */
-export interface SafeMessage {
-  text: Mrkdwn;
-  blocks?: SafeBlock[];
-}
+/** Names kept for the cards: every block and message is safe now (mrkdwn fields take `Mrkdwn` only). */
+export type SafeBlock = Block;
+export type SafeMessage = Message;
 
 /** Where a reply to a command or click goes. */
 export type Visibility = 'ephemeral' | 'in_channel';
@@ -90,8 +79,9 @@ export type ModalValues = Record<string, string | string[] | undefined>;
 // `<`, `>` must be escaped. Text Warden did not write (usernames typed into a login form,
 // reasons, audit details) must never be parsed. So mrkdwn is its own type, `Mrkdwn`, that
 // only the `mrkdwn` template tag and the `md.*` builders produce: every plain string put
-// into them is escaped for its context; a value that is already `Mrkdwn` is kept. Cards
-// (src/slack/cards/) build only `Mrkdwn`, so a raw string cannot reach a card's mrkdwn.
+// into them is escaped for its context; a value that is already `Mrkdwn` is kept. Every
+// mrkdwn field of `Block`/`Message`/`Modal` takes `Mrkdwn` only, so a raw string cannot
+// reach Slack's mrkdwn anywhere (cards, command replies, modals, errors, DMs).
 
 /** Text in Slack's mrkdwn, safe by construction. */
 export class Mrkdwn {
@@ -109,10 +99,19 @@ export class Mrkdwn {
 const MrkdwnOf = Mrkdwn as unknown as new (text: string) => Mrkdwn;
 const Mrkdwn_of = (text: string): Mrkdwn => new MrkdwnOf(text);
 
-/** Text for a Slack field: built mrkdwn, or (legacy call sites) a string used as it is. */
-export type Text = Mrkdwn | string;
+/**
+ * Text for a mrkdwn field (section, context, field, confirm text, modal intro, fallback
+ * `text`): only built `Mrkdwn`. A raw string is refused by the compiler
+ * (test/unit/mrkdwn-types.test.ts). plain_text fields (header, button, label, hint,
+ * option, title) take strings: Slack never parses them, blocks.ts cleans them.
+ */
+export type Text = Mrkdwn;
 
-export const textOf = (t: Text): string => (t instanceof Mrkdwn ? t.text : t);
+/**
+ * The characters of built text. A message read back from the outbox (stored as JSON) carries
+ * its text as the string Warden built before storing it, hence the fallback.
+ */
+export const textOf = (t: Text): string => (t instanceof Mrkdwn ? t.text : String(t));
 
 // C0/C1 controls (line breaks handled apart), and the bidirectional controls that let a
 // value reorder the text around it on screen (RTL override / isolate, marks).
@@ -161,8 +160,6 @@ export const md = {
   bold: (s: MrkdwnValue): Mrkdwn => Mrkdwn_of(`*${piece(typeof s === 'string' ? s.replace(/\*/g, '') : s)}*`),
   /** A code span: escaped (Slack decodes entities in code too), backticks replaced. */
   code: (s: string | number): Mrkdwn => Mrkdwn_of(`\`${piece(String(s).replace(/`/g, "'")) || ' '}\``),
-  /** Kept for call sites that still build plain strings; returns the escaped text. */
-  escape: (s: string): string => escapeMrkdwn(s),
   /** A mention of a Slack user Warden knows (an id it stored); anything else is shown as text. */
   user: (slackUserId: string): Mrkdwn => (SLACK_USER.test(slackUserId) ? Mrkdwn_of(`<@${slackUserId}>`) : md.text(slackUserId)),
   channel: (channelId: string): Mrkdwn => (SLACK_CHANNEL.test(channelId) ? Mrkdwn_of(`<#${channelId}>`) : md.text(channelId)),

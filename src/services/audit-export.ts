@@ -292,7 +292,7 @@ export class AuditExporter {
           if (progress && rows >= nextProgress) {
             nextProgress = rows + progressEvery;
             await chat
-              .update(progress, { text: `:hourglass_flowing_sand: Exporting audit entries (${opts.describe})… ${rows.toLocaleString('en-US')} rows so far` })
+              .update(progress, { text: mrkdwn`:hourglass_flowing_sand: Exporting audit entries (${opts.describe})… ${rows.toLocaleString('en-US')} rows so far` })
               .catch((err) => logger.warn({ err }, 'could not update export progress'));
           }
         }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Db, Queryable } from '../db/index.js';
 import { UserError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { md } from '../ui.js';
+import { md, mrkdwn, type Mrkdwn } from '../ui.js';
 import type { Actor } from './identity.js';
 import type { Outbox } from './outbox.js';
 
@@ -153,7 +153,7 @@ export class PendingSends {
           await this.deps.outbox.dm(
             q,
             row.requested_by_slack,
-            { text: `:warning: ${describeSend(row)}: ${reason} It was revoked. ${next}` },
+            { text: mrkdwn`:warning: ${describeSend(row)}: ${reason} It was revoked. ${next}` },
             { dedupeKey: `pending-send:${row.id}:interrupted` },
           );
         }
@@ -173,12 +173,14 @@ export class PendingSends {
 }
 
 /** "The e-mail code for recovery #… to bob***@***.com", in words an admin recognises. */
-export function describeSend(row: Pick<PendingSendRow, 'kind' | 'channel' | 'destination'>): string {
+export function describeSend(row: Pick<PendingSendRow, 'kind' | 'channel' | 'destination'>): Mrkdwn {
   const what =
     row.kind === '2fa_code'
       ? `The 2FA recovery ${row.channel === 'email' ? 'e-mail' : 'Slack DM'} code`
       : row.kind === 'set_password_link'
         ? 'The set-password link of a new account'
         : 'The password reset link';
-  return `${what} to ${row.channel === 'email' ? md.escape(row.destination) : row.destination}`;
+  // A Slack destination is stored as the mention Warden made (`<@U…>`): made again from the id, anything else is text.
+  const mention = row.channel === 'slack' ? /^<@([UW][A-Z0-9_]+)>$/.exec(row.destination) : null;
+  return mrkdwn`${what} to ${mention ? md.user(mention[1]) : row.destination}`;
 }

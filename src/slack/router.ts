@@ -243,7 +243,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
           const viewId = (body as any).view?.id as string | undefined;
           const done: { modal: Modal; notice: Message } = await reply.finish().catch((e) => {
             const text = errorMessage(e, callbackId, { userId: slack.userId }).text;
-            return { modal: { callbackId: PROGRESS_VIEWS.done, title: reply.modal.title, close: 'Close', intro: String(text), fields: [] }, notice: { text } };
+            return { modal: { callbackId: PROGRESS_VIEWS.done, title: reply.modal.title, close: 'Close', intro: text, fields: [] }, notice: { text } };
           });
           try {
             if (!viewId) throw new Error('the submission named no view');

@@ -9,6 +9,7 @@ import { createTestDb } from '../helpers/db.js';
 import { createUser, linkSlack, totpOf, type TestUser } from '../helpers/fixtures.js';
 import { parsePrometheusText, sampleValue, type Family } from '../helpers/prometheus-text.js';
 import { createTestStore } from '../helpers/store.js';
+import { md } from '../../src/ui.js';
 
 /**
  * Issue 13: one info line per Slack request (request id, Slack user, account, id, outcome,
@@ -149,10 +150,10 @@ describe('request log and metrics', () => {
   it('documented series exist and move', async () => {
     // Database-backed series: one alert delivered, one refused by Slack and still waiting; a job run; an open incident.
     const { outbox } = t.warden.services;
-    await outbox.post(db, 'C_OPS_OK', { text: 'delivered' });
+    await outbox.post(db, 'C_OPS_OK', { text: md.text('delivered') });
     await outbox.deliverDue();
     t.fake.failNext('chat.postMessage', { status: 500 }, 1000);
-    await outbox.post(db, 'C_OPS_WAIT', { text: 'waiting' });
+    await outbox.post(db, 'C_OPS_WAIT', { text: md.text('waiting') });
     await outbox.deliverDue();
     await db.query(`INSERT INTO warden_job_run (job, last_started, last_success, runs, failures) VALUES ('ops-test-job', now(), now(), 3, 1)`);
     await db.query(`INSERT INTO warden_health_incident (status, first_status, last_status, worst_status) VALUES ('open', 'degraded', 'degraded', 'degraded')`);

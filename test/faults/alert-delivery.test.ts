@@ -6,6 +6,7 @@ import { Outbox, type OutboxOptions } from '../../src/services/outbox.js';
 import { SlackChat } from '../../src/slack/chat-port.js';
 import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
 import { createTestDb } from '../helpers/db.js';
+import { md } from '../../src/ui.js';
 
 /**
  * Issue 12 / 15, alert delivery under Slack faults, on a real PostgreSQL (skipped on the
@@ -79,7 +80,7 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
   it('Slack accepts a post but answers after the timeout: the retry finds it in the history, one message', async () => {
     const ob = replica({ timeoutMs: 300 });
     fake.holdNext('chat.postMessage', { answerAfterMs: 2000 });
-    const id = await ob.post(db, 'C_LATE', { text: 'locked: alice' });
+    const id = await ob.post(db, 'C_LATE', { text: md.text('locked: alice') });
     await ob.deliverDue();
     // The post is in the channel; Warden heard nothing back within its timeout.
     expect(texts('C_LATE')).toEqual(['locked: alice']);
@@ -93,7 +94,7 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
   it('Slack hangs on the first post: nothing landed, the retry posts once', async () => {
     const ob = replica({ timeoutMs: 300 });
     fake.holdNext('chat.postMessage', {});
-    const id = await ob.post(db, 'C_HANG', { text: 'storm' });
+    const id = await ob.post(db, 'C_HANG', { text: md.text('storm') });
     await until(async () => (await ob.deliverDue(), (await rowOf(id)).status === 'sent'), 5000, 'the row to be sent');
     expect(texts('C_HANG')).toEqual(['storm']);
   });
@@ -102,7 +103,7 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
     const frozen = replica({ leaseMs: 300, timeoutMs: 10_000 });
     const next = replica({ leaseMs: 300 });
     fake.holdNext('chat.postMessage', { answerAfterMs: 1500 });
-    const id = await frozen.post(db, 'C_FREEZE', { text: 'locked: bob' });
+    const id = await frozen.post(db, 'C_FREEZE', { text: md.text('locked: bob') });
     const inFlight = frozen.deliverDue();
     await until(() => texts('C_FREEZE').length === 1, 3000, 'the post to land');
     await sleep(400); // the lease has run out while the post is still unanswered
@@ -118,7 +119,7 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
     const frozen = replica({ leaseMs: 300, timeoutMs: 10_000 });
     const next = replica({ leaseMs: 300 });
     fake.holdNext('chat.postMessage', { arriveAfterMs: 1200 });
-    const id = await frozen.post(db, 'C_FREEZE2', { text: 'locked: carol' });
+    const id = await frozen.post(db, 'C_FREEZE2', { text: md.text('locked: carol') });
     const inFlight = frozen.deliverDue();
     await sleep(400);
     await next.deliverDue(); // checks the history (nothing yet), posts
@@ -134,7 +135,7 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
     const ob = replica({ pollMs: 60_000, baseBackoffMs: 60_000, maxBackoffMs: 60_000 });
     stops.push(await ob.start());
     fake.failNext('chat.postMessage', { status: 429, retryAfter: 1 });
-    const id = await ob.post(db, 'C_429', { text: 'after the limit' });
+    const id = await ob.post(db, 'C_429', { text: md.text('after the limit') });
     const failed = await fake.waitFor((c) => c.method === 'chat.postMessage!failed', 5000);
     await until(async () => (await rowOf(id)).rate_limited, 3000, 'the 429 to be recorded');
     const posted = await fake.waitFor((c) => c.method === 'chat.postMessage', 8000);
@@ -148,7 +149,7 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
     const ob = replica({ pollMs: 60_000, baseBackoffMs: 60_000, maxBackoffMs: 5 * 60_000, probeMs: 200, paceMs: 50 });
     stops.push(await ob.start());
     fake.down = true;
-    for (let i = 0; i < 6; i++) await ob.post(db, i % 3 === 2 ? 'C_OTHER' : 'C_BACK', { text: `n${i}` });
+    for (let i = 0; i < 6; i++) await ob.post(db, i % 3 === 2 ? 'C_OTHER' : 'C_BACK', { text: md.text(`n${i}`) });
     await until(async () => (await db.query(`SELECT 1 FROM warden_outbox WHERE attempts > 0 AND status = 'pending'`)).rows.length >= 2, 5000, 'failed attempts');
     // Every lane head now waits out a minute's backoff.
     fake.down = false;
@@ -161,8 +162,8 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
     const a = replica({ paceMs: 1000 });
     const b = replica({ paceMs: 1000 });
     stops.push(await a.start(), await b.start());
-    for (let i = 0; i < 3; i++) await a.post(db, 'C_PACE', { text: `p${i}` });
-    await a.post(db, 'C_FAST', { text: 'other channel' });
+    for (let i = 0; i < 3; i++) await a.post(db, 'C_PACE', { text: md.text(`p${i}`) });
+    await a.post(db, 'C_FAST', { text: md.text('other channel') });
     await until(() => texts('C_PACE').length === 3, 8000, 'three posts');
     const at = fake.callsTo('chat.postMessage').filter((c) => c.args.channel === 'C_PACE').map((c) => c.at);
     expect(at).toHaveLength(3);

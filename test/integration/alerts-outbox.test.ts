@@ -6,6 +6,7 @@ import { Outbox } from '../../src/services/outbox.js';
 import { SlackChat } from '../../src/slack/chat-port.js';
 import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
 import { createTestDb } from '../helpers/db.js';
+import { md } from '../../src/ui.js';
 
 let db: Db;
 let cleanup: () => Promise<void>;
@@ -64,12 +65,12 @@ describe('Outbox', () => {
     const ob = outbox();
     await db
       .tx(async (q) => {
-        await ob.post(q, 'C_SEC', { text: 'never' });
+        await ob.post(q, 'C_SEC', { text: md.text('never') });
         throw new Error('rollback');
       })
       .catch(() => {});
     expect(await ob.deliverDue()).toBe(0);
-    const id = await db.tx((q) => ob.post(q, 'C_SEC', { text: 'committed' }));
+    const id = await db.tx((q) => ob.post(q, 'C_SEC', { text: md.text('committed') }));
     expect(await ob.deliverDue()).toBe(1);
     expect(posts().map((c) => c.args.text)).toEqual(['committed']);
     const ref = await ob.refOf(id);
@@ -78,8 +79,8 @@ describe('Outbox', () => {
 
   it('never queues the same dedupeKey twice and returns the existing id', async () => {
     const ob = outbox();
-    const a = await ob.post(db, 'C_SEC', { text: 'once' }, { dedupeKey: 'k:1' });
-    const b = await ob.post(db, 'C_SEC', { text: 'once again' }, { dedupeKey: 'k:1' });
+    const a = await ob.post(db, 'C_SEC', { text: md.text('once') }, { dedupeKey: 'k:1' });
+    const b = await ob.post(db, 'C_SEC', { text: md.text('once again') }, { dedupeKey: 'k:1' });
     expect(b).toBe(a);
     await ob.deliverDue();
     await ob.deliverDue();
@@ -88,10 +89,10 @@ describe('Outbox', () => {
 
   it('delivers updates and thread replies after their post, and only the newest of waiting updates', async () => {
     const ob = outbox();
-    const id = await ob.post(db, 'C_SEC', { text: 'v1' });
-    await ob.update(db, id, { text: 'v2' });
-    await ob.update(db, id, { text: 'v3' });
-    await ob.post(db, 'C_SEC', { text: 'reply' }, { threadOfId: id });
+    const id = await ob.post(db, 'C_SEC', { text: md.text('v1') });
+    await ob.update(db, id, { text: md.text('v2') });
+    await ob.update(db, id, { text: md.text('v3') });
+    await ob.post(db, 'C_SEC', { text: md.text('reply') }, { threadOfId: id });
     await ob.deliverDue();
     const post = posts()[0];
     const updates = fake.callsTo('chat.update');
@@ -107,7 +108,7 @@ describe('Outbox', () => {
   it('two replicas delivering at the same time post each row exactly once, in order', async () => {
     const a = outbox();
     const b = outbox();
-    for (let i = 0; i < 12; i++) await a.post(db, i % 2 ? 'C_ONE' : 'C_TWO', { text: `m${i}` });
+    for (let i = 0; i < 12; i++) await a.post(db, i % 2 ? 'C_ONE' : 'C_TWO', { text: md.text(`m${i}`) });
     await Promise.all([a.deliverDue(), b.deliverDue(), a.deliverDue(), b.deliverDue()]);
     // A replica stops when the other holds every lane head; drain until nothing is pending.
     for (let i = 0; i < 20 && (await a.stats()).pending > 0; i++) await Promise.all([a.deliverDue(), b.deliverDue()]);
@@ -123,7 +124,7 @@ describe('Outbox', () => {
     const ob = outbox();
     fake.failNext('chat.postMessage', { status: 429, retryAfter: 0 }, 2);
     fake.failNext('chat.postMessage', { status: 503 }, 1);
-    await ob.post(db, 'C_SEC', { text: 'eventually' });
+    await ob.post(db, 'C_SEC', { text: md.text('eventually') });
     for (let i = 0; i < 50 && posts().length === 0; i++) {
       await ob.deliverDue();
       await new Promise((r) => setTimeout(r, 25));
@@ -137,7 +138,7 @@ describe('Outbox', () => {
   it('holds a channel back while Slack is unreachable and then delivers everything in order', async () => {
     const ob = outbox();
     fake.down = true;
-    for (let i = 0; i < 5; i++) await ob.post(db, 'C_SEC', { text: `n${i}` });
+    for (let i = 0; i < 5; i++) await ob.post(db, 'C_SEC', { text: md.text(`n${i}`) });
     await ob.deliverDue();
     await ob.deliverDue();
     expect(posts()).toHaveLength(0);
@@ -156,8 +157,8 @@ describe('Outbox', () => {
     const ob = outbox({ baseBackoffMs: 60_000, maxBackoffMs: 60_000 });
     fake.failNext('chat.postMessage', { status: 200, error: 'invalid_blocks' }, 1);
     // FakeSlack answers the failure with HTTP 200 + ok:false: a platform error.
-    await ob.post(db, 'C_SEC', { text: 'bad' });
-    await ob.post(db, 'C_SEC', { text: 'good' });
+    await ob.post(db, 'C_SEC', { text: md.text('bad') });
+    await ob.post(db, 'C_SEC', { text: md.text('good') });
     await ob.deliverDue();
     expect(posts().map((c) => c.args.text)).toEqual(['good']);
     const { rows } = await db.query<{ text: string; parked: boolean; status: string }>(

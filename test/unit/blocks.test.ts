@@ -1,17 +1,18 @@
 import { describe, expect, it } from 'vitest';
+import { md } from '../../src/ui.js';
 import { LIMITS, messageBlocks, messagePayload, modalView, readModalValues, TRUNCATION_MARK } from '../../src/slack/blocks.js';
 
 describe('Block Kit limits', () => {
   it('splits long text into sections of at most 3,000 characters', () => {
     const long = Array.from({ length: 400 }, (_, i) => `line ${i} ${'x'.repeat(40)}`).join('\n');
-    const blocks = messageBlocks({ text: 't', blocks: [{ type: 'text', text: long }] }) as any[];
+    const blocks = messageBlocks({ text: md.text('t'), blocks: [{ type: 'text', text: md.lines(long) }] }) as any[];
     expect(blocks.length).toBeGreaterThan(1);
     for (const b of blocks) expect(b.text.text.length).toBeLessThanOrEqual(LIMITS.sectionText);
   });
 
   it('caps a message at 50 blocks, keeps the buttons and says what was cut', () => {
-    const many = Array.from({ length: 80 }, (_, i) => ({ type: 'text' as const, text: `row ${i}` }));
-    const blocks = messageBlocks({ text: 't', blocks: [...many, { type: 'buttons', buttons: [{ text: 'Next', actionId: 'a', value: 'v' }] }] }) as any[];
+    const many = Array.from({ length: 80 }, (_, i) => ({ type: 'text' as const, text: md.text(`row ${i}`) }));
+    const blocks = messageBlocks({ text: md.text('t'), blocks: [...many, { type: 'buttons', buttons: [{ text: 'Next', actionId: 'a', value: 'v' }] }] }) as any[];
     expect(blocks).toHaveLength(50);
     expect(blocks.at(-1).type).toBe('actions');
     expect(JSON.stringify(blocks.at(-2))).toContain(TRUNCATION_MARK);
@@ -19,10 +20,10 @@ describe('Block Kit limits', () => {
 
   it('truncates field, header, button and fallback text', () => {
     const p = messagePayload({
-      text: 'y'.repeat(5000),
+      text: md.text('y'.repeat(5000)),
       blocks: [
         { type: 'header', text: 'h'.repeat(500) },
-        { type: 'fields', fields: Array.from({ length: 12 }, () => 'f'.repeat(2500)) },
+        { type: 'fields', fields: Array.from({ length: 12 }, () => md.text('f'.repeat(2500))) },
         { type: 'buttons', buttons: [{ text: 'b'.repeat(100), actionId: 'x', value: 'v'.repeat(3000) }] },
       ],
     }) as any;
