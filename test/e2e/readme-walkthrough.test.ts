@@ -26,6 +26,12 @@ function block(name: string): string[] {
   return readme.slice(start, readme.indexOf('```', start)).split('\n').filter((l) => l.trim());
 }
 
+/** WALKTHROUGH_TRANSCRIPTS=dir keeps what the newcomer saw (the issue closes with it). */
+function keep(name: string, out: string): void {
+  const dir = process.env.WALKTHROUGH_TRANSCRIPTS;
+  if (dir) fs.writeFileSync(path.join(dir, `i14-walkthrough-${name}.txt`), `$ npm run console\n${out}`);
+}
+
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 async function walk(c: ConsoleProcess, lines: string[]): Promise<void> {
@@ -75,6 +81,7 @@ describe('README "Try it" walk-through', () => {
     } finally {
       c.kill();
       await c.exited;
+      keep('first', c.out);
     }
     // The unlock lists the five attempts that locked ravi.k, not an older one of the same name.
     expect(c.out).toMatch(/led here \(5\):\n(• [^\n]*\n){5}\n/);
@@ -89,6 +96,7 @@ describe('README "Try it" walk-through', () => {
     } finally {
       c.kill();
       await c.exited;
+      keep('second', c.out);
     }
     expect(c.out).not.toContain('First run');
   }, 300_000);
