@@ -32,7 +32,8 @@ export interface ConsoleHub {
 }
 
 export const HELP = `Type a slash command (e.g. /users list role:admin), or one of these console commands:
-  click N          press button N (numbered in [brackets]); \`click unlock\`: the latest Unlock button
+  click N          press button N (numbered in [brackets]); \`click unlock\`: the latest Unlock button;
+                   \`click approve recovery\`: the latest Approve on a message mentioning "recovery"
   as USER          act as another Slack user of the console (an id like U_ADMIN2 or a name like carol)
   people           the Slack users of this console and whom they are linked to
   whoami           who you are acting as
@@ -225,14 +226,22 @@ export class Session {
     });
   }
 
-  /** `click 3`, or `click unlock`: the latest button whose label starts with the words. */
+  /**
+   * `click 3`, or `click unlock`: the latest button whose label starts with the words;
+   * `click approve recovery`: the latest Approve on a message that mentions "recovery" (jobs
+   * may post other cards with the same buttons meanwhile).
+   */
   private async click(which: string | undefined): Promise<void> {
     const label = (which ?? '').toLowerCase();
-    const b = /^\d+$/.test(label)
-      ? this.renderer.buttons[Number(label) - 1]
-      : label
-        ? [...this.renderer.buttons].reverse().find((x) => x.text.toLowerCase().startsWith(label))
-        : undefined;
+    const latest = (start: string, words: string[]) =>
+      [...this.renderer.buttons].reverse().find((x) => {
+        if (!x.text.toLowerCase().startsWith(start)) return false;
+        const shown = `${x.message.text ?? ''} ${JSON.stringify(x.message.blocks ?? [])}`.toLowerCase();
+        return words.every((w) => shown.includes(w));
+      });
+    const words = label.split(/\s+/).filter(Boolean);
+    let b = /^\d+$/.test(label) ? this.renderer.buttons[Number(label) - 1] : undefined;
+    for (let k = words.length; !b && k >= 1 && !/^\d+$/.test(label); k--) b = latest(words.slice(0, k).join(' '), words.slice(k));
     if (!b) return this.fail(`No button ${which ?? ''}. Buttons are numbered in [brackets] above (\`click 3\`, or \`click unlock\` for the latest Unlock).`);
     if (b.url) return this.out(`(link button: ${b.url})`);
     this.out(`\n${this.actingAs} clicked [${b.n}] ${b.text}`);
