@@ -87,5 +87,5 @@ async function demoAge(db: Awaited<ReturnType<typeof openDb>>): Promise<string> 
   // Links are seeded 30 days back: the demo was created 30 days after the oldest one.
   const created = new Date(at.getTime() + 30 * 86400_000);
   const mins = Math.round((Date.now() - created.getTime()) / 60_000);
-  return mins < 90 ? `${mins} minutes ago` : mins < 48 * 60 ? `${Math.round(mins / 60)} hours ago` : `${Math.round(mins / 1440)} days ago`;
+  return mins < 90 ? `${mins} minute${mins === 1 ? '' : 's'} ago` : mins < 48 * 60 ? `${Math.round(mins / 60)} hours ago` : `${Math.round(mins / 1440)} days ago`;
 }

@@ -153,18 +153,19 @@ export async function interactive(
   // shown as it arrives, a moment after the last call, followed by the prompt again.
   let busy = false;
   let idleTimer: NodeJS.Timeout | undefined;
+  let done = false;
   const showLater = () => {
-    if (busy) return;
+    if (busy || done) return;
     clearTimeout(idleTimer);
     idleTimer = setTimeout(() => {
-      if (busy || !session.pending()) return;
+      if (busy || done || !session.pending()) return;
       session.flush();
       process.stdout.write(`\n${session.actingAs}> `);
     }, 300);
   };
   hub.fake.onCall(showLater);
   opts.onSession?.(session, (text) => {
-    if (busy) return;
+    if (busy || done) return;
     console.log(`\n${text}`);
     if (session.pending()) return showLater();
     process.stdout.write(`\n${session.actingAs}> `);
@@ -174,10 +175,9 @@ export async function interactive(
       const line = await ask(`\n${session.actingAs}> `);
       busy = true;
       clearTimeout(idleTimer);
-      const go = await session.run(line);
+      if (!(await session.run(line))) break;
       await opts.afterLine?.().catch((e) => console.log(`Console error: ${(e as Error).message}`));
       session.flush();
-      if (!go) break;
     } catch (e) {
       if (e instanceof EndOfInput) break;
       console.log(`Console error: ${(e as Error).message}`);
@@ -185,5 +185,8 @@ export async function interactive(
       busy = false;
     }
   }
+  // Nothing is printed after quit (a job's post would otherwise show a prompt nobody answers).
+  done = true;
+  clearTimeout(idleTimer);
   rl?.close();
 }
