@@ -6,6 +6,7 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
 import { createUser, linkSlack } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
+import { HOSTILE as ALL_HOSTILE } from '../helpers/hostile.js';
 
 /**
  * Command replies, modals and error replies with hostile values (issue 11), end to end: the
@@ -17,15 +18,8 @@ import { createTestStore } from '../helpers/store.js';
  */
 
 const SECRET = 'JBSWY3DPEHPK3PXP-fuzz-secret';
-const HOSTILE: Record<string, string> = {
-  mentions: '<!channel> <!here|here> <@U0EVIL> <#C0EVIL|general> <!subteam^S0EVIL>',
-  link: '<https://evil.example/login|Re-login now> <http://x.example> <mailto:a@b.example|mail>',
-  entities: '& < > &amp; &lt;!channel&gt; a&b<c>d',
-  long: 'A'.repeat(3200) + '<!channel>',
-  control: 'ctl\u0000\u0007\u001b[31mred\r\n*Role*\nadmin\u2028\u0085\u007f',
-  rtl: 'user\u202Egnp.exe\u2066\u200F\u061C',
-  emoji: '🔥👩‍💻🏳️‍🌈 :rotating_light: <!everyone>',
-};
+// Every family but `markup` (formatting characters are shown as Slack formats them; not a mention risk).
+const HOSTILE = Object.fromEntries(Object.entries(ALL_HOSTILE).filter(([k]) => k !== 'markup'));
 const KNOWN = new Set(['U_ALICE']);
 const MENTION = /<[!@#]([A-Z0-9_]*)|<https?:|<mailto:/g;
 // eslint-disable-next-line no-control-regex -- looking for control characters is the point

@@ -13,6 +13,7 @@ import { recoveryCodeDm, recoveryDoneDm, renderRecoveryCard } from '../../src/sl
 import { twofaReminderDm } from '../../src/slack/cards/twofa-reports.js';
 import { checkBlocks } from '../../src/slack/sim/block-kit-rules.js';
 import type { Message } from '../../src/ui.js';
+import { HOSTILE } from '../helpers/hostile.js';
 
 /**
  * Every card and alert Warden posts, rendered with hostile values in every field that
@@ -26,16 +27,6 @@ const SECRET = 'JBSWY3DPEHPK3PXP-secret-value';
 // The only mention Warden makes on purpose: a Slack user id it stored itself.
 const KNOWN_USER = 'U0KNOWN1';
 
-const HOSTILE: Record<string, string> = {
-  mentions: '<!channel> <!here|here> <@U0EVIL> <#C0EVIL|general> <!subteam^S0EVIL>',
-  link: '<https://evil.example/login|Re-login now> <http://x.example> <mailto:a@b.example|mail>',
-  entities: '& < > &amp; &lt;!channel&gt; a&b<c>d',
-  long: 'A'.repeat(3200) + '<!channel>',
-  control: 'ctl\u0000\u0007\u001b[31mred\r\n*Role*\nadmin\u2028\u0085\u007f',
-  rtl: 'user\u202Egnp.exe\u2066\u200F\u061C',
-  emoji: '🔥👩‍💻🏳️‍🌈 :rotating_light: <!everyone>',
-  markup: '*bold* _it_ ~s~ `code` ```block``` > quote',
-};
 
 const MENTION = /<[!@#]|<https?:|<mailto:/g;
 
