@@ -501,7 +501,7 @@ const openReject: ActionHandler = async (ctx, value) => {
 async function decide(ctx: InteractionContext, id: number, fn: () => Promise<Recovery>, done: (r: Recovery) => Mrkdwn): Promise<ViewReply> {
   try {
     const rec = await fn();
-    const fromElsewhere = ctx.source?.messageTs && ctx.source.messageTs !== rec.card_ts;
+    const fromElsewhere = ctx.source?.messageTs && ctx.source.messageTs !== (await ctx.services.twofaRecovery.cardRef(rec))?.ts;
     return { kind: 'close', notice: { text: done(rec) }, ...(fromElsewhere ? { updateSource: await ctx.services.twofaRecovery.card(rec) } : {}) };
   } catch (e) {
     if (e instanceof ConflictError) {

@@ -137,6 +137,9 @@ export interface CodesSent {
   unsent: Partial<Record<WardenCheck, { reason: string; next: string }>>;
 }
 
+/** The outbox dedupe key of a recovery's approval card (one card per recovery, ever). */
+const cardKey = (id: number) => `2fa-recovery:${id}:card`;
+
 function isUniqueViolation(e: unknown): boolean {
   return (e as { code?: string })?.code === '23505';
 }
@@ -639,9 +642,9 @@ export class TwoFaRecoveryService {
   }
 
   /**
-   * Sends a verified recovery to approval: marks it pending and posts the card to
-   * APPROVALS_CHANNEL in one transaction (if Slack refuses the post, it stays verifying
-   * and the admin can submit again).
+   * Sends a verified recovery to approval: marks it pending and queues its card for
+   * APPROVALS_CHANNEL in one transaction; the outbox posts it after the commit (retrying while
+   * Slack refuses), so no Slack call runs inside the transaction and a crash cannot lose it.
    */
   async submit(actor: Actor, recoveryId: number): Promise<Recovery> {
     requireAdmin(actor, 'recover 2FA');
@@ -652,31 +655,25 @@ export class TwoFaRecoveryService {
     if (this.passedCount(r0) < this.minChecks) {
       throw new UserError(`Recovery #${r0.id} needs ${this.minChecks} passed Warden check${this.minChecks === 1 ? '' : 's'} before approval.`);
     }
-    try {
-      await this.s.db.tx(async (q) => {
-        const upd = await q.query(
-          `UPDATE warden_2fa_recovery SET status = 'pending', submitted_at = now()
-            WHERE id = $1 AND status = 'verifying' AND expires_at > now() RETURNING id`,
-          [recoveryId],
-        );
-        if (!upd.rowCount) throw new ConflictError(describeOpen(await this.get(recoveryId, q)));
-        const r = await this.get(recoveryId, q);
-        await writeAudit(q, actor, {
-          action: '2fa_recovery_submitted',
-          entityType: '2fa_recovery',
-          entityId: r.id,
-          details: { recovery_id: r.id, target: r.target_username, checks: checkSummary(r), manual_checks: r.manual_checks },
-        });
-        const ref = await this.s.chat.post(channel, renderRecoveryCard(r, await this.identityChangesOf(r, q)));
-        await q.query('UPDATE warden_2fa_recovery SET card_channel = $2, card_ts = $3 WHERE id = $1', [r.id, ref.channel, ref.ts]);
-      });
-    } catch (e) {
-      if (e instanceof UserError) throw e;
-      this.s.logger.error({ err: e, recovery: recoveryId }, 'could not send a 2fa recovery to approval');
-      throw new UserError(
-        `The codes are verified, but the approval request could not be posted to the approvals channel. Run \`/2fa recover ${r0.target_username}\` and press "Submit for approval" to try again.`,
+    // The card is queued in the outbox in the same transaction (no Slack call inside it): a
+    // crash after the commit still gets it posted, once (dedupe key), and Slack being down only
+    // delays it. Its channel is known now; where it landed is the outbox row's (cardRef).
+    await this.s.db.tx(async (q) => {
+      const upd = await q.query(
+        `UPDATE warden_2fa_recovery SET status = 'pending', submitted_at = now(), card_channel = $2
+          WHERE id = $1 AND status = 'verifying' AND expires_at > now() RETURNING id`,
+        [recoveryId, channel],
       );
-    }
+      if (!upd.rowCount) throw new ConflictError(describeOpen(await this.get(recoveryId, q)));
+      const r = await this.get(recoveryId, q);
+      await writeAudit(q, actor, {
+        action: '2fa_recovery_submitted',
+        entityType: '2fa_recovery',
+        entityId: r.id,
+        details: { recovery_id: r.id, target: r.target_username, checks: checkSummary(r), manual_checks: r.manual_checks },
+      });
+      await this.s.outbox.post(q, channel, renderRecoveryCard(r, await this.identityChangesOf(r, q)), { dedupeKey: cardKey(r.id) });
+    });
     return this.get(recoveryId);
   }
 
@@ -865,17 +862,33 @@ export class TwoFaRecoveryService {
     return userRowSchema.parse(rows[0]);
   }
 
-  /** Queues the approval card's update in the caller's transaction (delivered once by the outbox). */
+  /** Queues the approval card's update in the caller's transaction (delivered once, after the card, by the outbox). */
   private async queueCardUpdate(q: Queryable, r: Recovery): Promise<void> {
-    if (!r.card_channel || !r.card_ts) return;
-    await this.s.outbox.updateRef(q, { channel: r.card_channel, ts: r.card_ts }, renderRecoveryCard(r));
+    // A card posted before the outbox posted it (card_ts recorded at once).
+    if (r.card_channel && r.card_ts) {
+      await this.s.outbox.updateRef(q, { channel: r.card_channel, ts: r.card_ts }, renderRecoveryCard(r));
+      return;
+    }
+    const post = await q.query<{ id: number }>('SELECT id FROM warden_outbox WHERE dedupe_key = $1', [cardKey(r.id)]);
+    if (post.rows[0]) await this.s.outbox.update(q, post.rows[0].id, renderRecoveryCard(r));
+  }
+
+  /** Where the approval card is in Slack, once posted (null before, or without a card). */
+  async cardRef(r: Recovery): Promise<{ channel: string; ts: string } | null> {
+    if (r.card_channel && r.card_ts) return { channel: r.card_channel, ts: r.card_ts };
+    const { rows } = await this.s.db.query<{ posted_channel: string | null; posted_ts: string | null }>(
+      'SELECT posted_channel, posted_ts FROM warden_outbox WHERE dedupe_key = $1',
+      [cardKey(r.id)],
+    );
+    return rows[0]?.posted_channel && rows[0].posted_ts ? { channel: rows[0].posted_channel, ts: rows[0].posted_ts } : null;
   }
 
   /** Updates the approval card in place, when there is one. */
   async refreshCard(r: Recovery): Promise<void> {
-    if (!r.card_channel || !r.card_ts) return;
+    const ref = await this.cardRef(r);
+    if (!ref) return;
     await this.s.chat
-      .update({ channel: r.card_channel, ts: r.card_ts }, await this.card(r))
+      .update(ref, await this.card(r))
       .catch((err) => this.s.logger.warn({ err: { message: (err as Error).message }, recovery: r.id }, 'could not update the 2fa recovery card'));
   }
 }
