@@ -110,7 +110,8 @@ const settingsSchema = z.object({
   EMAIL_API_URL: optionalUrl,
   EMAIL_API_KEY: optionalString,
   EMAIL_FROM: optionalString.pipe(z.email().optional()),
-  EMAIL_TIMEOUT_MS: int(5000, 100, 60000),
+  // Runs after the form was answered (ack first): only the "Sending…" view waits for it.
+  EMAIL_TIMEOUT_MS: int(10000, 100, 60000),
   PASSWORD_RESET_URL: optionalUrl,
 
   // Behaviour
