@@ -170,6 +170,7 @@ export function createServices(deps: ServiceDeps): Services {
       logger: deps.logger,
       resetUrl: config.PASSWORD_RESET_URL,
       pendingSends,
+      outbox,
     }),
     promotions: new PromotionService({
       config,

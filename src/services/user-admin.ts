@@ -10,6 +10,7 @@ import type { Chat } from './chat.js';
 import { recordIdentityChange, type IdentityChanges } from './identity-changes.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
 import type { Mailer, MailMessage } from './mailer.js';
+import type { Outbox } from './outbox.js';
 import { secretHash, type PendingSendRow, type PendingSends, type SendOutcome } from './pending-sends.js';
 import { maskEmail, maskIp } from './masking.js';
 import { generateResetToken, generateTempPassword, hashPassword, RESET_TOKEN_TTL_MS } from './passwords.js';
@@ -95,6 +96,8 @@ export interface UserAdminDeps {
   resetUrl?: string;
   /** Links are e-mailed after the form was answered and the transaction committed (issue 12). */
   pendingSends: PendingSends;
+  /** DMs about identity changes are queued in the change's transaction (a crash cannot lose them). */
+  outbox: Outbox;
 }
 
 const emailSchema = z
@@ -300,6 +303,7 @@ export class UserAdminService {
       // they stay so that the Slack users behind them can be told, and re-confirmed with /users link.
       if (plan.changed.includes('email')) {
         await recordIdentityChange(q, actor, plan.row.id as number, 'email', `${maskEmail(plan.before.email)} → ${maskEmail(n.email)}`);
+        await this.queueDmLinked(q, plan.row.id as number, { text: mrkdwn`:warning: ${emailChangedText(actor, plan.before, n.email)}` });
       }
       if (plan.changed.includes('status') && accountStatus(plan.before) === 'disabled' && n.status === 'active') {
         await recordIdentityChange(q, actor, plan.row.id as number, 'reenabled', 'disabled → active');
@@ -317,33 +321,24 @@ export class UserAdminService {
     });
     if (result.changed.includes('email')) {
       this.deps.identity.forget();
-      await this.tellEmailChanged(actor, result.before, result.user);
+      // Not awaited: the form is answered without waiting for the mail API (issue 12); a failure is logged.
+      void this.mailOldAddress(actor, result.before, result.user.email);
     }
     return result;
   }
 
-  /** The old address is mailed and every Slack user linked to the account is told. */
-  private async tellEmailChanged(actor: Actor, before: UserRow, after: UserRow): Promise<void> {
-    const text =
-      `The e-mail address of your account ${before.username} was changed by the administrator ${actor.user.username} ` +
-      `from ${maskEmail(before.email)} to ${maskEmail(after.email)}. If you did not ask for this, tell your security team at once.`;
-    if (this.deps.mailer.configured) {
-      await this.deps.mailer
-        .send({ to: before.email, subject: 'Your account e-mail was changed', text: `Hello ${before.username},\n\n${text}\n` })
-        .catch((err) => this.deps.logger.warn({ err: { message: (err as Error).message }, user: before.id }, 'could not mail the old address about an e-mail change'));
-    }
-    await this.dmLinked(before.id, { text: mrkdwn`:warning: ${text}` });
+  /** The old address is told of an e-mail change (the linked Slack users were DMed through the outbox). */
+  private async mailOldAddress(actor: Actor, before: UserRow, newEmail: string): Promise<void> {
+    if (!this.deps.mailer.configured) return;
+    await this.deps.mailer
+      .send({ to: before.email, subject: 'Your account e-mail was changed', text: `Hello ${before.username},\n\n${emailChangedText(actor, before, newEmail)}\n` })
+      .catch((err) => this.deps.logger.warn({ err: { message: (err as Error).message }, user: before.id }, 'could not mail the old address about an e-mail change'));
   }
 
-  private async dmLinked(userId: number, message: Message, except?: string): Promise<void> {
-    const links = await this.deps.identity.slackAccountsOf(userId).catch(() => []);
-    for (const l of links) if (l.slackUserId !== except) await this.dm(l.slackUserId, message);
-  }
-
-  private async dm(slackUserId: string, message: Message): Promise<void> {
-    await this.deps.chat
-      .dm(slackUserId, message)
-      .catch((err) => this.deps.logger.warn({ err: { message: (err as Error).message }, slackUserId }, 'could not DM a user about an identity change'));
+  /** Queues a DM to every Slack user linked to the account, in the caller's transaction (the outbox delivers it once). */
+  private async queueDmLinked(q: Queryable, userId: number, message: Message, except?: string): Promise<void> {
+    const { rows } = await q.query<{ slack_user_id: string }>('SELECT slack_user_id FROM warden_slack_link WHERE user_id = $1 ORDER BY created_at', [userId]);
+    for (const l of rows) if (l.slack_user_id !== except) await this.deps.outbox.dm(q, l.slack_user_id, message);
   }
 
   /** `/users role USERNAME ROLE [area:A]`. */
@@ -704,10 +699,10 @@ export class UserAdminService {
         after: rows[0],
         details: { username, method: 'temporary_password' },
       });
+      await this.queueDmLinked(q, row.id as number, {
+        text: mrkdwn`:warning: The administrator ${actor.user.username} set a temporary password for your account ${row.username as string}. If you did not ask for this, tell your security team at once.`,
+      });
       return { user: toUser(rows[0]), password };
-    });
-    await this.dmLinked(result.user.id, {
-      text: mrkdwn`:warning: The administrator ${actor.user.username} set a temporary password for your account ${result.user.username}. If you did not ask for this, tell your security team at once.`,
     });
     return result;
   }
@@ -857,21 +852,23 @@ export class UserAdminService {
           replaced: p.previous ? { username: p.previous.username, method: p.previous.method } : null,
         },
       });
+      // Both people are told in the link's own transaction: the outbox delivers after the commit, once.
+      const who = actor.user.username;
+      const name = md.bold(p.row.username as string);
+      await this.deps.outbox.dm(q, slackUserId, {
+        text: mrkdwn`:link: The administrator ${who} linked your Slack account to the application account ${name} (${p.row.role as string}): in Warden you now act as that account.${
+          p.previous && p.previous.username !== p.row.username ? mrkdwn` Before, you acted as ${md.bold(p.previous.username)}.` : ''
+        } If this is not right, tell your security team at once.`,
+      });
+      await this.queueDmLinked(
+        q,
+        p.row.id as number,
+        { text: mrkdwn`:warning: The administrator ${who} linked another Slack account, ${md.user(slackUserId)}, to your application account ${name}: it can now act as you in Warden. If you did not ask for this, tell your security team at once.` },
+        slackUserId,
+      );
       return { user: toUser(p.row), previous: p.previous, otherLinks: beforeLinks };
     });
     this.deps.identity.forget({ teamId: actor.slack.teamId, userId: slackUserId });
-    const who = actor.user.username;
-    const name = md.bold(result.user.username);
-    await this.dm(slackUserId, {
-      text: mrkdwn`:link: The administrator ${who} linked your Slack account to the application account ${name} (${result.user.role}): in Warden you now act as that account.${
-        result.previous && result.previous.username !== result.user.username ? mrkdwn` Before, you acted as ${md.bold(result.previous.username)}.` : ''
-      } If this is not right, tell your security team at once.`,
-    });
-    await this.dmLinked(
-      result.user.id,
-      { text: mrkdwn`:warning: The administrator ${who} linked another Slack account, ${md.user(slackUserId)}, to your application account ${name}: it can now act as you in Warden. If you did not ask for this, tell your security team at once.` },
-      slackUserId,
-    );
     return result;
   }
 
@@ -984,4 +981,12 @@ export class UserAdminService {
     }
   }
 
+}
+
+/** What the account's people are told when its e-mail changes (masked addresses only). */
+function emailChangedText(actor: Actor, before: UserRow, newEmail: string): string {
+  return (
+    `The e-mail address of your account ${before.username} was changed by the administrator ${actor.user.username} ` +
+    `from ${maskEmail(before.email)} to ${maskEmail(newEmail)}. If you did not ask for this, tell your security team at once.`
+  );
 }

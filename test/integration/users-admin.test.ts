@@ -39,15 +39,17 @@ beforeAll(async () => {
   ({ db, cleanup } = await createTestDb());
   store = createTestStore();
   const logger = silentLogger();
+  const outbox = new Outbox(db, recordingChat(), logger, { paceMs: 0 });
   const pendingSends: PendingSends = new PendingSends({
     db,
     logger,
-    outbox: new Outbox(db, recordingChat(), logger, { paceMs: 0 }),
+    outbox,
     leaseMs: 60_000,
     revokers: () => ({ '2fa_code': async () => '', set_password_link: (q, r, why) => service.revokeUnsentLink(q, r, why), reset_link: (q, r, why) => service.revokeUnsentLink(q, r, why) }),
   });
   service = new UserAdminService({
     pendingSends,
+    outbox,
     db,
     mailer,
     stepUp: testStepUp(db, store, 50),
@@ -219,5 +221,32 @@ describe('rules', () => {
     await expect(new IdentityService(db, slackProfile).resolve({ userId: 'U_MOVER', teamId: 'T_WARDEN' })).rejects.toThrow(/account’s e-mail has changed since/);
     const changes = (await db.query<any>('SELECT kind, changed_by FROM warden_identity_change WHERE user_id = $1', [u.id])).rows;
     expect(changes).toEqual([{ kind: 'email', changed_by: admin.id }]);
+  });
+});
+
+describe('convergence (issue 12)', () => {
+  it('the DM owed to the account of a temporary password is queued in the same transaction: a change never commits without it', async () => {
+    const admin = await createUser(db, { username: 'conv-admin', role: 'admin', twoFa: true, area: null });
+    const target = await createUser(db, { username: 'conv-target', role: 'biller', area: null });
+    await db.query(`INSERT INTO warden_slack_link (slack_team_id, slack_user_id, user_id, method) VALUES ('T_WARDEN', 'U_CONV_TARGET', $1, 'explicit')`, [target.id]);
+    const dms = () => db.query<any>(`SELECT status, message FROM warden_outbox WHERE kind = 'dm' AND channel = 'U_CONV_TARGET'`).then((r) => r.rows);
+    // A failure after the change's statements: the whole change rolls back, the DM with it.
+    const tx = db.tx.bind(db);
+    (db as any).tx = async (fn: any) => tx(async (q: any) => {
+      const out = await fn(q);
+      throw Object.assign(new Error('killed before commit'), { out });
+    });
+    try {
+      await expect(service.setTempPassword(await actorOf(admin), 'conv-target', await codes.of(admin))).rejects.toThrow('killed before commit');
+    } finally {
+      (db as any).tx = tx;
+    }
+    expect(await dms()).toEqual([]);
+    await service.setTempPassword(await actorOf(admin), 'conv-target', await codes.of(admin));
+    // Committed with the change: delivered by the outbox even if the process dies right after the commit.
+    const queued = await dms();
+    expect(queued).toHaveLength(1);
+    expect(JSON.stringify(queued[0].message)).toContain('set a temporary password for your account conv-target');
+    expect((await auditRows(db, 'password_change')).filter((a) => a.entity_id === target.id)).toHaveLength(1);
   });
 });

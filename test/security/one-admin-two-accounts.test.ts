@@ -94,8 +94,15 @@ async function submitForm(user: string, line: string, values: Record<string, str
   return { text: textOf(notice.args), errors: undefined };
 }
 
-const dmsTo = (user: string, since = 0) =>
-  t.fake.calls.slice(since).filter((c) => c.method === 'chat.postMessage' && c.args.channel === `D_${user}`).map((c) => textOf(c.args));
+/** DMs are queued in the change's transaction and delivered by the outbox after it: wait for one. */
+const dmArrives = (user: string, re: RegExp, since: number) =>
+  t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === `D_${user}` && re.test(textOf(c.args)), 10_000, since);
+
+/** The old address's mail is sent after the form was answered (not awaited by it): wait for it. */
+async function mailArrives(pred: (m: (typeof mail.received)[number]) => boolean) {
+  for (let i = 0; i < 100 && !mail.received.some(pred); i++) await new Promise((r) => setTimeout(r, 100));
+  return mail.received.filter(pred);
+}
 
 describe('Path A: rewriting e-mails', () => {
   it('an admin’s e-mail cannot be changed from Slack, with or without a code; nothing changes, nobody is mailed', async () => {
@@ -131,11 +138,11 @@ describe('Path A: rewriting e-mails', () => {
       totp: await codes.of(alice),
     });
     expect(ok.text).toContain('Updated *victim*');
-    const old = mail.received.filter((m) => m.to.includes('victim@example.com') && m.subject === 'Your account e-mail was changed');
+    const old = await mailArrives((m) => m.to.includes('victim@example.com') && m.subject === 'Your account e-mail was changed');
     expect(old).toHaveLength(1);
     expect(old[0].text).toContain('changed by the administrator alice');
     expect(old[0].text).not.toContain('alice.alt@example.com');
-    expect(dmsTo('U_VICTIM', since).join('\n')).toMatch(/e-mail address of your account victim was changed by the administrator alice/);
+    await dmArrives('U_VICTIM', /e-mail address of your account victim was changed by the administrator alice/, since);
     const [audit] = (await auditRows(db, 'user_updated')).filter((a: any) => a.entity_id === victim.id).slice(-1);
     expect(audit.before_state.email).toBe('victim@example.com');
     expect(audit.after_state.email).toBe('alice.alt@example.com');
@@ -183,8 +190,8 @@ describe('Path B: re-linking Slack accounts', () => {
     const since = t.fake.calls.length;
     const ok = await submitForm('U_ALICE', '/users link dana <@U_ALT>', { totp: await codes.of(alice) });
     expect(ok.text).toContain('now acts as *dana*');
-    expect(dmsTo('U_ALT', since).join('\n')).toMatch(/alice linked your Slack account to the application account \*dana\*/);
-    expect(dmsTo('U_DANA', since).join('\n')).toMatch(/alice linked another Slack account, <@U_ALT>, to your application account \*dana\*/);
+    await dmArrives('U_ALT', /alice linked your Slack account to the application account \*dana\*/, since);
+    await dmArrives('U_DANA', /alice linked another Slack account, <@U_ALT>, to your application account \*dana\*/, since);
     const [audit] = (await auditRows(db, 'user_updated')).filter((a: any) => a.entity_id === dana.id).slice(-1);
     expect(audit.details).toMatchObject({ changed: ['slack_link'], linked_slack_user: 'U_ALT', actor: 'alice' });
     expect(audit.after_state.slack_links).toContain('T_WARDEN:U_ALT (explicit)');
