@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Masker } from '../../src/services/masking.js';
+import { describeSend } from '../../src/services/pending-sends.js';
 import { messagePayload } from '../../src/slack/blocks.js';
 import { burstMessage } from '../../src/slack/cards/bursts.js';
 import { databaseBackLine, databaseDownMessage, databaseResolvedMessage } from '../../src/slack/cards/database-outage.js';
@@ -7,9 +8,9 @@ import { digestMessage } from '../../src/slack/cards/digests.js';
 import { homeView } from '../../src/slack/cards/home.js';
 import { acknowledgedLine, changeLine, renderIncident, resolvedLine } from '../../src/slack/cards/incidents.js';
 import { lockoutAttemptsMessage, lockoutCard } from '../../src/slack/cards/lockouts.js';
-import { decisionDm, renderCard } from '../../src/slack/cards/promotions.js';
+import { decidedText, decisionDm, decisionLine, renderCard } from '../../src/slack/cards/promotions.js';
 import { retentionMessage } from '../../src/slack/cards/audit-retention.js';
-import { recoveryCodeDm, recoveryDoneDm, renderRecoveryCard } from '../../src/slack/cards/twofa-recovery.js';
+import { describeDecided, describeOpen, recoveryCodeDm, recoveryDoneDm, renderRecoveryCard } from '../../src/slack/cards/twofa-recovery.js';
 import { twofaReminderDm } from '../../src/slack/cards/twofa-reports.js';
 import { checkBlocks } from '../../src/slack/sim/block-kit-rules.js';
 import type { Message } from '../../src/ui.js';
@@ -168,6 +169,24 @@ function cards(h: string): [string, Message][] {
     ['database resolved', databaseResolvedMessage(5, h)],
     ['retention report (dry run)', retentionMessage({ dryRun: true, logs: 1, snapshots: 2, retentionDays: 90, snapshotDays: 30, deleteBefore: at, clearSnapshotsBefore: at, critical: ['user_deleted'] } as any)],
     ['retention report (applied)', retentionMessage({ dryRun: false, logs: 1, snapshots: 2, retentionDays: 90, snapshotDays: 30, deleteBefore: at, clearSnapshotsBefore: at, critical: ['user_deleted'] } as any, h)],
+    // What a button click or a form submission is answered with (session 3): the notices
+    // built by a function Warden calls, rendered as the reply text they become.
+    ...(['approved', 'rejected', 'expired'] as const).map(
+      (st) => [`promotion decision line (${st})`, { text: decisionLine(promo(st, { id: 1, username: h, slackUserId: h })) }] as [string, Message],
+    ),
+    ...(['approved', 'rejected', 'expired', 'pending'] as const).map(
+      (st) => [`promotion already-decided notice (${st})`, { text: decidedText(promo(st, { id: 1, username: h, slackUserId: KNOWN_USER })) }] as [string, Message],
+    ),
+    ...(['verifying', 'pending', 'approved', 'rejected', 'expired', 'cancelled'] as const).map(
+      (st) => [`2FA recovery already-decided notice (${st})`, { text: describeDecided(recovery(st)) }] as [string, Message],
+    ),
+    ...(['verifying', 'pending'] as const).map(
+      (st) => [`2FA recovery already-open notice (${st})`, { text: describeOpen({ ...recovery(st), expires_at: new Date(Date.now() + 3600_000) }) }] as [string, Message],
+    ),
+    ['interrupted send (e-mail code)', { text: describeSend({ kind: '2fa_code', channel: 'email', destination: `${h}@x.example` }) }],
+    ['interrupted send (Slack code, hostile destination)', { text: describeSend({ kind: '2fa_code', channel: 'slack', destination: h }) }],
+    ['interrupted send (Slack code, stored mention)', { text: describeSend({ kind: '2fa_code', channel: 'slack', destination: `<@${KNOWN_USER}>` }) }],
+    ['interrupted send (reset link)', { text: describeSend({ kind: 'reset_link', channel: 'email', destination: h }) }],
   ];
 }
 
@@ -192,6 +211,9 @@ describe('every card and alert with hostile values (issue 11)', () => {
     // A stored "Slack id" that is not one is shown as text.
     const [, rejected] = cards('<!channel>').find(([k]) => k === 'promotion card (rejected)')!;
     for (const t of mrkdwnTexts(messagePayload(rejected))) expect(t).not.toContain('<!channel>');
+    // The interrupted-send notice names a Slack destination only if it is the mention Warden stored.
+    expect(String(describeSend({ kind: '2fa_code', channel: 'slack', destination: `<@${KNOWN_USER}>` }))).toContain(`<@${KNOWN_USER}>`);
+    expect(String(describeSend({ kind: '2fa_code', channel: 'slack', destination: '<@U0EVIL> <!here>' }))).not.toMatch(MENTION);
   });
 
   it('covers every kind', () => {
