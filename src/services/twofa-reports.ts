@@ -61,6 +61,8 @@ export interface ReminderOutcome {
 
 /** An admin is reminded at most once in this many seconds, however often Remind is clicked. */
 export const REMIND_COOLDOWN_SECONDS = 12 * 3600;
+/** How long one click holds an admin's reminder while it is written (released at once on an error). */
+const REMIND_CLAIM_SECONDS = 60;
 export const MAX_FAILURE_WINDOW_SECONDS = 30 * 86400;
 
 export class TwoFaReports {
@@ -150,36 +152,44 @@ ORDER BY role`,
     requireAdmin(actor, 'remind admins about 2FA');
     const out: ReminderOutcome = { reminded: [], dmed: [], skipped: [] };
     for (const admin of await this.adminsWithout()) {
-      const fresh = await this.s.store.setIfAbsent(`twofa:remind:${admin.id}`, '1', REMIND_COOLDOWN_SECONDS);
-      if (!fresh) {
+      // A short claim keeps two concurrent clicks from both reminding; the 12 h cool-down is
+      // set only after the reminder committed, so a failure or crash in between does not
+      // suppress it (the claim expires within a minute, or is released at once on an error).
+      const key = `twofa:remind:${admin.id}`;
+      if (!(await this.s.store.setIfAbsent(key, 'claim', REMIND_CLAIM_SECONDS))) {
         out.skipped.push(admin.username);
         continue;
       }
-      let dmed = false;
-      for (const link of await this.s.identity.slackAccountsOf(admin.id)) {
-        try {
-          await this.s.chat.dm(link.slackUserId, twofaReminderDm(admin.username, actor.user.username));
-          dmed = true;
-        } catch (err) {
-          this.s.logger.warn({ err: { message: (err as Error).message }, admin: admin.username }, 'could not DM a 2FA reminder');
-        }
-      }
-      await this.s.db.tx(async (q) => {
-        await q.query(
-          `INSERT INTO notification (user_id, title, message, type) VALUES ($1, $2, $3, 'warning')`,
-          [
-            admin.id,
-            'Enable two-factor authentication',
-            'Your admin account has no two-factor authentication. Enable it now: Profile → Enable Two-Factor Authentication.',
-          ],
-        );
-        await writeAudit(q, actor, {
-          action: '2fa_reminder_sent',
-          entityType: 'user',
-          entityId: admin.id,
-          details: { username: admin.username, in_app: true, slack_dm: dmed },
+      let dmed: boolean;
+      try {
+        const links = await this.s.identity.slackAccountsOf(admin.id);
+        dmed = await this.s.db.tx(async (q) => {
+          // The DM is queued in the same transaction as the notification and the audit row:
+          // the outbox delivers it after the commit, once, or not at all if this rolls back.
+          for (const link of links) {
+            await this.s.outbox.dm(q, link.slackUserId, twofaReminderDm(admin.username, actor.user.username));
+          }
+          await q.query(
+            `INSERT INTO notification (user_id, title, message, type) VALUES ($1, $2, $3, 'warning')`,
+            [
+              admin.id,
+              'Enable two-factor authentication',
+              'Your admin account has no two-factor authentication. Enable it now: Profile → Enable Two-Factor Authentication.',
+            ],
+          );
+          await writeAudit(q, actor, {
+            action: '2fa_reminder_sent',
+            entityType: 'user',
+            entityId: admin.id,
+            details: { username: admin.username, in_app: true, slack_dm: links.length > 0 },
+          });
+          return links.length > 0;
         });
-      });
+      } catch (err) {
+        await this.s.store.del(key).catch(() => undefined);
+        throw err;
+      }
+      await this.s.store.set(key, '1', REMIND_COOLDOWN_SECONDS);
       out.reminded.push(admin.username);
       if (dmed) out.dmed.push(admin.username);
     }

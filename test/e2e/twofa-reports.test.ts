@@ -96,6 +96,38 @@ describe('/2fa reports', () => {
     expect(await snapshot(db)).toEqual(after);
   });
 
+  it('Remind queues the DM with the notification and audit row: a failed write sends nothing and sets no cool-down', async () => {
+    // Issue 12: the DM used to be sent before the transaction and the 12 h cool-down set before
+    // both, so a failure in between left a DM without notification/audit and no retry for 12 h.
+    const wesId = (await createUser(db, { username: 'wes', role: 'admin', area: null })).id;
+    await linkSlack(db, 'U_WES', wesId);
+    const remind = buttonsOf((await run('U_ALICE', '/2fa admins-without')).args.blocks).find((b) => b.text === 'Remind')!;
+    await db.query(`CREATE FUNCTION fail_reminder() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.action = '2fa_reminder_sent' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$`);
+    await db.query('CREATE TRIGGER fail_reminder BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION fail_reminder()');
+    const before = await snapshot(db);
+    const failed = await t.driver.click('U_ALICE', remind);
+    expect(textOf((await t.driver.reply(failed)).args)).not.toContain('Reminded');
+    expect(await snapshot(db)).toEqual(before);
+    expect((await db.query(`SELECT id FROM warden_outbox WHERE channel = 'U_WES'`)).rows).toEqual([]);
+    expect(t.fake.calls.slice(failed.since).filter((c) => c.method === 'chat.postMessage' && c.args.channel === 'D_U_WES')).toEqual([]);
+
+    await db.query('DROP TRIGGER fail_reminder ON audit_log');
+    const retry = await t.driver.click('U_ALICE', remind);
+    const answer = textOf((await t.driver.reply(retry)).args);
+    expect(answer).toContain('Reminded 1 admin (wes): in-app notification, Slack DM to wes');
+    expect(answer).toContain('Already reminded in the last 12 hours: yan, zed.');
+    const dm = await t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === 'D_U_WES', 5000, retry.since);
+    expect(textOf(dm.args)).toContain('Profile → Enable Two-Factor Authentication');
+    expect((await auditRows(db, '2fa_reminder_sent')).filter((a: any) => a.entity_id === wesId).map((a: any) => a.details.slack_dm)).toEqual([true]);
+    expect((await db.query(`SELECT id FROM warden_outbox WHERE channel = 'U_WES'`)).rows).toHaveLength(1);
+    expect(t.fake.calls.filter((c) => c.method === 'chat.postMessage' && c.args.channel === 'D_U_WES')).toHaveLength(1);
+
+    // And now the cool-down holds.
+    const again = textOf((await t.driver.reply(await t.driver.click('U_ALICE', remind))).args);
+    expect(again).toContain('Already reminded in the last 12 hours: wes, yan, zed.');
+  });
+
   it('groups recent 2FA failures by IP, masked, with counts and a spike marker', async () => {
     const text = textOf((await run('U_ALICE', '/2fa failures')).args);
     expect(text).toContain('9 2FA verification failures in the last 1h* from 2 IPs');
