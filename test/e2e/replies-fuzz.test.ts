@@ -4,9 +4,10 @@ import type { CapturedCall } from '../../src/slack/sim/fake-slack.js';
 import type { Store } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
-import { createUser, linkSlack } from '../helpers/fixtures.js';
+import { createUser, linkSlack, type TestUser } from '../helpers/fixtures.js';
 import { createTestStore } from '../helpers/store.js';
 import { HOSTILE as ALL_HOSTILE } from '../helpers/hostile.js';
+import { StepUpCodes } from './users-support.js';
 
 /**
  * Command replies, modals and error replies with hostile values (issue 11), end to end: the
@@ -20,7 +21,11 @@ import { HOSTILE as ALL_HOSTILE } from '../helpers/hostile.js';
 const SECRET = 'JBSWY3DPEHPK3PXP-fuzz-secret';
 // Every family but `markup` (formatting characters are shown as Slack formats them; not a mention risk).
 const HOSTILE = Object.fromEntries(Object.entries(ALL_HOSTILE).filter(([k]) => k !== 'markup'));
-const KNOWN = new Set(['U_ALICE']);
+// Admins who unlock (two step-up codes per admin per 30 s, so one admin per two unlocks).
+const UNLOCKERS = ['U_UNA', 'U_UMA', 'U_UDO', 'U_UTE'];
+const KNOWN = new Set(['U_ALICE', ...UNLOCKERS]);
+const codes = new StepUpCodes();
+const unlockers: TestUser[] = [];
 const MENTION = /<[!@#]([A-Z0-9_]*)|<https?:|<mailto:/g;
 // eslint-disable-next-line no-control-regex -- looking for control characters is the point
 const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/;
@@ -134,8 +139,18 @@ beforeAll(async () => {
     bob.id,
     `Please ${HOSTILE.mentions} ${HOSTILE.link} ${HOSTILE.entities} ${HOSTILE.rtl} ${withoutNul(HOSTILE.control)}`.slice(0, 490),
   ]);
+  // A locked account whose failed attempts (shown by the Unlock notice) carry every hostile value.
+  await createUser(db, { username: 'lou', role: 'biller', area: null, lockedMinutes: 25, failed: 5 });
+  for (const [i, h] of values.entries()) {
+    await db.query(
+      `INSERT INTO audit_log ("timestamp", action, details, ip_address) VALUES (now() - make_interval(mins => $1::int), 'login_failed', $2, $3)`,
+      [i + 1, JSON.stringify({ username: 'lou', reason: h, note: h, password: SECRET }), h.slice(0, 45)], // ip_address is varchar(45)
+    );
+  }
+  for (const i of UNLOCKERS.keys()) unlockers.push(await createUser(db, { username: `unlocker${i}`, role: 'admin', twoFa: true, area: null }));
   t = await startTestApp({ db, store });
   await linkSlack(db, 'U_ALICE', alice.id);
+  for (const [i, id] of UNLOCKERS.entries()) await linkSlack(db, id, unlockers[i].id);
 });
 
 afterAll(async () => {
@@ -156,6 +171,22 @@ describe('command replies, modals and errors with hostile values (issue 11)', ()
       }
     });
   }
+
+  it('the Unlock notice after the step-up form stays inert with hostile failed attempts in the data', async () => {
+    for (const [n] of Object.keys(HOSTILE).entries()) {
+      await db.query(`UPDATE "user" SET locked_until = now() + interval '25 minutes', failed_login_attempts = 5, last_failed_login = now() WHERE username = 'lou'`);
+      const slackId = UNLOCKERS[Math.floor(n / 2) % UNLOCKERS.length];
+      const i = await t.driver.command(slackId, '/users unlock lou');
+      const form = await t.driver.reply(i, 30_000);
+      expect(form.method).toBe('views.open');
+      const since = t.fake.calls.length;
+      const sub = await t.driver.submit(slackId, form.args.view, { totp: await codes.of(unlockers[Math.floor(n / 2) % UNLOCKERS.length]) });
+      expect(sub.ack).toBeNull();
+      const notice = await t.fake.waitFor((c) => c.method === 'response_url' && c.responseId === i.responseId, 30_000, since);
+      expect(String(notice.args.text ?? '') + JSON.stringify(notice.args.blocks ?? [])).toContain('Unlocked');
+      assertInert(`Unlock notice [${n}]`, t.fake.calls.slice(since));
+    }
+  });
 });
 
 export const FUZZED_REPLY_KINDS = KINDS.map(([k]) => k);
