@@ -4,7 +4,8 @@ import type { CapturedCall } from '../../src/slack/sim/fake-slack.js';
 import type { Store } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
-import { createUser, linkSlack, type TestUser } from '../helpers/fixtures.js';
+import { createUser, linkSlack, totpOf, type TestUser } from '../helpers/fixtures.js';
+import { textOf } from '../../src/slack/sim/driver.js';
 import { createTestStore } from '../helpers/store.js';
 import { HOSTILE as ALL_HOSTILE } from '../helpers/hostile.js';
 import { StepUpCodes } from './users-support.js';
@@ -26,6 +27,9 @@ const UNLOCKERS = ['U_UNA', 'U_UMA', 'U_UDO', 'U_UTE'];
 const KNOWN = new Set(['U_ALICE', ...UNLOCKERS]);
 const codes = new StepUpCodes();
 const unlockers: TestUser[] = [];
+const SECURITY = 'C_SECURITY';
+// Admins whose usernames (as the application stored them) are hostile: the step-up alert names them.
+const guessers: [string, TestUser][] = [];
 const MENTION = /<[!@#]([A-Z0-9_]*)|<https?:|<mailto:/g;
 // eslint-disable-next-line no-control-regex -- looking for control characters is the point
 const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/;
@@ -148,7 +152,11 @@ beforeAll(async () => {
     );
   }
   for (const i of UNLOCKERS.keys()) unlockers.push(await createUser(db, { username: `unlocker${i}`, role: 'admin', twoFa: true, area: null }));
-  t = await startTestApp({ db, store });
+  for (const [i, h] of values.entries()) {
+    guessers.push([`U_GUESS${i}`, await createUser(db, { username: h.slice(0, 50), role: 'admin', twoFa: true, area: null })]);
+  }
+  t = await startTestApp({ db, store, env: { SECURITY_CHANNEL: SECURITY } });
+  for (const [id, u] of guessers) await linkSlack(db, id, u.id);
   await linkSlack(db, 'U_ALICE', alice.id);
   for (const [i, id] of UNLOCKERS.entries()) await linkSlack(db, id, unlockers[i].id);
 });
@@ -185,6 +193,21 @@ describe('command replies, modals and errors with hostile values (issue 11)', ()
       const notice = await t.fake.waitFor((c) => c.method === 'response_url' && c.responseId === i.responseId, 30_000, since);
       expect(String(notice.args.text ?? '') + JSON.stringify(notice.args.blocks ?? [])).toContain('Unlocked');
       assertInert(`Unlock notice [${n}]`, t.fake.calls.slice(since));
+    }
+  });
+
+  it('the step-up alert in the security channel stays inert with a hostile username', async () => {
+    for (const [id, u] of guessers) {
+      const actor = await t.warden.services.identity.resolve({ userId: id, teamId: 'T_WARDEN' });
+      const valid = new Set([await totpOf(u, -30), await totpOf(u), await totpOf(u, 30)]);
+      const wrong = ['000000', '000001', '000002', '000003'].find((c) => !valid.has(c))!;
+      const since = t.fake.calls.length;
+      for (let n = 0; n < 3; n++) await expect(t.warden.services.stepUp.verify(actor, wrong, 'user_delete')).rejects.toThrow();
+      await t.warden.services.outbox.deliverDue();
+      const alert = await t.fake.waitFor((c) => c.method === 'chat.postMessage' && c.args.channel === SECURITY && textOf(c.args).includes(id), 10_000, since);
+      expect(textOf(alert.args)).toContain('3 wrong 2FA codes');
+      KNOWN.add(id); // the mention Warden makes on purpose: the Slack id it resolved
+      assertInert(`step-up alert [${u.username.slice(0, 20)}]`, [alert]);
     }
   });
 });
