@@ -165,7 +165,6 @@ export function createServices(deps: ServiceDeps): Services {
       identity: services.identity,
       identityChanges: services.identityChanges,
       users: services.users,
-      chat: services.chat,
       store,
       logger: deps.logger,
       resetUrl: config.PASSWORD_RESET_URL,

@@ -6,7 +6,6 @@ import { writeAudit } from './audit-writer.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/index.js';
 import { md, mrkdwn, type Message } from '../ui.js';
-import type { Chat } from './chat.js';
 import { recordIdentityChange, type IdentityChanges } from './identity-changes.js';
 import { requireAdmin, type Actor, type IdentityService } from './identity.js';
 import type { Mailer, MailMessage } from './mailer.js';
@@ -87,8 +86,6 @@ export interface UserAdminDeps {
   identity: IdentityService;
   identityChanges: IdentityChanges;
   users: UserDirectory;
-  /** DMs to the people an identity change affects. */
-  chat: Chat;
   /** Rate limits of password resets. */
   store: Store;
   logger: Logger;

@@ -56,7 +56,6 @@ beforeAll(async () => {
     identity: new IdentityService(db, noDirectory),
     identityChanges: new IdentityChanges(db, 72 * 3600),
     users: new UserDirectory(db),
-    chat: recordingChat(),
     store,
     logger: silentLogger(),
     resetUrl: 'https://app.example.com/reset/',
