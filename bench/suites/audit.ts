@@ -1,10 +1,9 @@
-import fs from 'node:fs';
 import type { Db, Queryable } from '../../src/db/index.js';
 import { QueryRecorder as Recorder } from '../../test/helpers/query-recorder.js';
 import { silentLogger } from '../../src/logger.js';
 import { AuditExporter } from '../../src/services/audit-export.js';
 import { AuditSearch, type AuditQuery } from '../../src/services/audit-search.js';
-import type { Chat } from '../../src/services/chat.js';
+import { fileTextChunks, type Chat } from '../../src/services/chat.js';
 import type { Actor } from '../../src/services/identity.js';
 import { Masker } from '../../src/services/masking.js';
 import { benchDatabase, BENCH_AUDIT_ROWS, BENCH_SIZES, BENCH_USERS, sizeLabel } from '../dataset.js';
@@ -145,8 +144,9 @@ async function exportBench(db: Db, ctx: SuiteContext, size: number): Promise<Ben
     ephemeral: async () => {},
     publishHome: async () => {},
     upload: async (_channel, file) => {
-      // Streams the file like the Slack port does, without keeping it.
-      for await (const chunk of fs.createReadStream(file.path!)) uploadedBytes += (chunk as Buffer).length;
+      // Reads the file as the Slack port streams it (the same chunks, as undici measures
+      // them before writing), without keeping it.
+      for await (const chunk of fileTextChunks(file.path!)) uploadedBytes += Buffer.byteLength(chunk);
     },
   };
   // The export's own audit row is rolled back: warden_bench keeps its exact row count.

@@ -15,7 +15,7 @@ import type { Chat, PostedRef } from './chat.js';
 import { requireAdmin, type Actor } from './identity.js';
 import { InterruptedError } from './lifecycle.js';
 import { Masker } from './masking.js';
-import { mayHoldSecret, scrubAuditRow } from './audit-scrub.js';
+import { SECRET_WORDS, scrubAuditRow } from './audit-scrub.js';
 import { csvCell, csvLine } from './csv.js';
 
 /**
@@ -82,47 +82,63 @@ export function copyLineToCsv(line: string, masker: Masker): string {
   return fastCsvLine(line, masker) ?? auditCsvLine(auditRowOf(copyTextFields(line)), masker);
 }
 
-/** The fast path alone: the CSV line, or undefined when the row needs the slow path. */
-export function fastCsvLine(line: string, masker: Masker): string | undefined {
-  const f: (string | null)[] = line.split('\t');
-  if (f.length !== CSV_COLUMNS.length) return undefined;
-  for (let i = 0; i < f.length; i++) {
-    const v = f[i]!;
-    if (v === '\\N') f[i] = null;
-    else if (v.includes('\\')) return undefined;
-  }
-  const [id, ts, actor, userId, action, entityType, entityId, ip, details, before, after] = f;
-  if (!SAFE_ID.test(id!) || !TIMESTAMP_US.test(ts!) || !intOrNull(userId) || !intOrNull(entityId)) return undefined;
-  const d = flatJsonCell(details, masker);
-  const b = d === undefined ? undefined : flatJsonCell(before, masker);
-  const a = b === undefined ? undefined : flatJsonCell(after, masker);
-  if (a === undefined) return undefined;
-  return `${id},${ts!.slice(0, 23)}Z,${csvCell(actor)},${userId ?? ''},${csvCell(action)},${csvCell(entityType)},${entityId ?? ''},${csvCell(masker.ip(ip))},${d},${b},${a}\r\n`;
-}
-
+// COPY text: `\N` is NULL; a field holding a backslash (an escape) never matches below, so
+// every row with an escaped character takes the slow path.
+const NULL_FIELD = '\\\\N';
 // Integers that print the same after Number(): no sign on 0, no leading zero, within 2^53.
-const SAFE_ID = /^[1-9]\d{0,14}$/;
-const SAFE_INT = /^(?:0|-?[1-9]\d{0,14})$/;
-const intOrNull = (v: string | null) => v === null || SAFE_INT.test(v);
-// exportStatement's to_char(): microseconds; JavaScript's Date keeps the milliseconds.
-const TIMESTAMP_US = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
+const ID = '[1-9]\\d{0,14}';
+const INT_OR_NULL = `(0|-?${ID}|${NULL_FIELD})`;
+const TEXT_OR_NULL = `([^\\t\\\\]*|${NULL_FIELD})`;
 // jsonb's text of a flat object: `{"k": v, "k": v}`; strings without quote, backslash (so no
 // escapes or control characters), colon, @, braces or brackets; integers, true, false, null.
 const FLAT_STR = '"[^"\\\\:@{}\\[\\]]*"';
-const FLAT_VAL = `(?:${FLAT_STR}|0|-?[1-9]\\d{0,14}|true|false|null)`;
-const FLAT_OBJECT = new RegExp(`^\\{(?:${FLAT_STR}: ${FLAT_VAL}(?:, ${FLAT_STR}: ${FLAT_VAL})*)?\\}$`);
-// Keys JavaScript orders before the others (array indices), and the one JSON.parse keeps but
-// an assignment does not.
-const REORDERED_KEY = /"\d+": |__proto__/;
-const DOTTED_NUMBER = /\d\.\d/;
+const FLAT_VAL = `(?:${FLAT_STR}|0|-?${ID}|true|false|null)`;
+const FLAT_OBJECT = `\\{(?:${FLAT_STR}: ${FLAT_VAL}(?:, ${FLAT_STR}: ${FLAT_VAL})*)?\\}`;
+const JSON_OR_NULL = `(${FLAT_OBJECT}|${NULL_FIELD})`;
+/**
+ * The whole line in one match (exportStatement's columns): id, timestamp with microseconds
+ * (captured to the millisecond, as Date keeps it), actor, user_id, action, entity_type,
+ * entity_id, ip_address (a plain IPv4 address captured as its two halves, else any text),
+ * details, before_state, after_state.
+ */
+const FAST_LINE = new RegExp(
+  `^(${ID})\\t(\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3})\\d{3}Z\\t${TEXT_OR_NULL}\\t${INT_OR_NULL}\\t${TEXT_OR_NULL}\\t${TEXT_OR_NULL}\\t${INT_OR_NULL}\\t` +
+    `(?:(\\d{1,3}\\.\\d{1,3})(\\.\\d{1,3}\\.\\d{1,3})|${TEXT_OR_NULL})\\t${JSON_OR_NULL}\\t${JSON_OR_NULL}\\t${JSON_OR_NULL}$`,
+);
+// Searched in the JSON columns only (from lastIndex): a word a secret needs (SECRET_WORDS,
+// the superset scrubSecrets is tested against), a key JavaScript would order first (an array
+// index), or the one key JSON.parse keeps but an assignment does not.
+const JSON_NEEDS_SLOW = new RegExp(`"\\d+": |__proto__|${SECRET_WORDS}`, 'gi');
+// The masker could only change an IPv4 address in a flat object (no @, no colon in any string).
+const DOTTED_NUMBER = /\d\.\d/g;
 
-/** The CSV cell of a JSON column when the fast path can make it, else undefined. */
-function flatJsonCell(text: string | null, masker: Masker): string | undefined {
-  if (text === null) return '';
+/** The fast path alone: the CSV line, or undefined when the row needs the slow path. */
+export function fastCsvLine(line: string, masker: Masker): string | undefined {
+  const m = FAST_LINE.exec(line);
+  if (m === null) return undefined;
+  const details = m[11];
+  const before = m[12];
+  const after = m[13];
+  const jsonAt = line.length - details.length - before.length - after.length - 2;
+  JSON_NEEDS_SLOW.lastIndex = jsonAt;
+  if (JSON_NEEDS_SLOW.test(line)) return undefined;
+  if (masker.enabled) {
+    DOTTED_NUMBER.lastIndex = jsonAt;
+    if (DOTTED_NUMBER.test(line)) return undefined;
+  }
+  // maskIp of a plain IPv4 address keeps its first two numbers; either way a cell as is.
+  const ip = m[8] !== undefined ? (masker.enabled ? `${m[8]}.xxx.xxx` : m[8] + m[9]) : csvCell(masker.ip(m[10] === NULL ? null : m[10]));
+  return `${m[1]},${m[2]}Z,${textCell(m[3])},${intCell(m[4])},${textCell(m[5])},${textCell(m[6])},${intCell(m[7])},${ip},${jsonCell(details)},${jsonCell(before)},${jsonCell(after)}\r\n`;
+}
+
+const NULL = '\\N';
+const textCell = (v: string) => (v === NULL ? '' : csvCell(v));
+const intCell = (v: string) => (v === NULL ? '' : v);
+
+/** The CSV cell of a flat jsonb object (or NULL) that FAST_LINE matched. */
+function jsonCell(text: string): string {
+  if (text === NULL) return '';
   if (text === '{}') return text;
-  if (!FLAT_OBJECT.test(text) || REORDERED_KEY.test(text) || mayHoldSecret(text)) return undefined;
-  // The masker could only change an IPv4 address here (no @, no colon in any string).
-  if (masker.enabled && DOTTED_NUMBER.test(text)) return undefined;
   // Outside the strings (even parts) jsonb's only spaces follow ':' and ','; the cell's quotes
   // are doubled (RFC 4180) by joining with "".
   const parts = text.split('"');

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import type { webApi } from '@slack/bolt';
+import type { Readable } from 'node:stream';
 import { request } from 'undici';
-import type { Chat, PostedRef, PostMark, PostOptions } from '../services/chat.js';
+import { fileTextChunks, type Chat, type PostedRef, type PostMark, type PostOptions } from '../services/chat.js';
 import type { EmailSearch, SlackDirectory, SlackProfile } from '../services/identity.js';
 import type { Message } from '../ui.js';
 import { messageBlocks, messagePayload } from './blocks.js';
@@ -106,7 +107,9 @@ export class SlackChat implements Chat {
     const res = await request(url.upload_url, {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-      body: fs.createReadStream(file.path),
+      // Text chunks through one buffer: no Buffer per chunk left for the GC (#15). undici sends
+      // any async iterable body (lib/core/request.js); its types name only Readable.
+      body: fileTextChunks(file.path) as AsyncIterable<string> as unknown as Readable,
     });
     await res.body.dump();
     if (res.statusCode !== 200) throw new Error(`file upload answered HTTP ${res.statusCode}`);

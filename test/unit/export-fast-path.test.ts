@@ -185,6 +185,21 @@ describe('export fast path (#15) = the slow path (#11 scrubbing and masking)', (
     expect(fastCsvLine('1\t2', masked)).toBeUndefined();
   });
 
+  it('one match per line: IPv4 addresses in every form, secret words only looked for in the JSON columns', () => {
+    // A plain IPv4 address is masked inside the line's one match; anything near it goes through maskIp.
+    const ips = ['0.0.0.0', '255.255.255.255', '999.999.999.999', '01.002.3.4', '1.2.3.4:80', '1.2.3.4.5', '1.2.3', ' 1.2.3.4', '1.2.3.4 ', '1.2.3.4/24', '1.2.3.４', '1.2.3.4\n'];
+    for (const ip of ips) same(copyLine({ ip }));
+    expect(same(copyLine({ ip: '192.168.200.1' }))).toEqual([true, true]);
+    expect(fastCsvLine(copyLine({ ip: '192.168.200.1' }), clear)).toContain(',192.168.200.1,');
+    expect(fastCsvLine(copyLine({ ip: '192.168.200.1' }), masked)).toContain(',192.168.xxx.xxx,');
+    // Secret words, array-index keys and __proto__ (any case) in any JSON column send the row the slow way.
+    for (const json of ['{"PassWord": "x"}', '{"x": "API_KEY"}', '{"1": "a"}', '{"__PROTO__": "x"}', '{"note": "OTP sent"}']) {
+      for (const col of ['details', 'before', 'after'] as const) expect(same(copyLine({ [col]: json, details: col === 'details' ? json : '{"username": "u"}' }))).toEqual([false, false]);
+    }
+    // The same words in a plain column change nothing the scrubber reads: the line stays fast.
+    expect(same(copyLine({ action: 'password_reset', actor: 'token_bot', entityType: 'api_key' }))).toEqual([true, true]);
+  });
+
   it('random rows: every line the fast path takes equals the slow one, and most harmless rows take it', () => {
     let seed = 15;
     const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
