@@ -29,8 +29,12 @@ export interface Db extends Queryable {
   readonly kind: 'pg' | 'pglite';
   /** Runs fn in one transaction: committed when it resolves, rolled back when it throws. */
   tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T>;
-  /** LISTEN on a channel; returns a function that stops listening. */
-  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /**
+   * LISTEN on a channel; returns a function that stops listening. `onLost` is told at once when
+   * the listening connection drops (notifications may be missed until it is back); when it is
+   * back, `onPayload('')` says "anything may have changed meanwhile".
+   */
+  listen(channel: string, onPayload: (payload: string) => void, opts?: { onLost?: () => void }): Promise<() => Promise<void>>;
   poolStats(): PoolStats;
   close(): Promise<void>;
   /**
@@ -51,6 +55,7 @@ export class PgDb implements Db {
   private listenClient?: pg.Client;
   private listenConnecting?: Promise<pg.Client>;
   private listeners = new Map<string, Set<(p: string) => void>>();
+  private lostListeners = new Set<() => void>();
   private closed = false;
   private reconnectDelayMs = 500;
 
@@ -146,7 +151,7 @@ export class PgDb implements Db {
    * LISTENed again; each listener is then called once with an empty payload so it can
    * catch up on what it may have missed meanwhile.
    */
-  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+  async listen(channel: string, onPayload: (payload: string) => void, opts: { onLost?: () => void } = {}): Promise<() => Promise<void>> {
     if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
     let set = this.listeners.get(channel);
     const isNew = !set;
@@ -155,10 +160,21 @@ export class PgDb implements Db {
       this.listeners.set(channel, set);
     }
     set.add(onPayload);
-    const client = await this.listenConnection();
-    if (isNew) await client.query(`LISTEN ${channel}`);
+    const onLost = opts.onLost;
+    if (onLost) this.lostListeners.add(onLost);
+    try {
+      const client = await this.listenConnection();
+      if (isNew) await client.query(`LISTEN ${channel}`);
+    } catch (e) {
+      // Not listening: forget the callbacks (and the channel, so a later call LISTENs again).
+      set.delete(onPayload);
+      if (!set.size) this.listeners.delete(channel);
+      if (onLost) this.lostListeners.delete(onLost);
+      throw e;
+    }
     return async () => {
       set!.delete(onPayload);
+      if (onLost) this.lostListeners.delete(onLost);
     };
   }
 
@@ -174,6 +190,8 @@ export class PgDb implements Db {
         this.listenClient = undefined;
         client.removeAllListeners('end');
         client.end().catch(() => {});
+        // Caches that rely on notifications must stop trusting them now, not at the reconnect.
+        for (const cb of this.lostListeners) cb();
         this.scheduleReconnect();
       };
       client.on('error', lost);
@@ -270,7 +288,8 @@ export class PGliteDb implements Db {
     );
   }
 
-  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+  /** In-process: notifications cannot be lost, so `onLost` is never called. */
+  async listen(channel: string, onPayload: (payload: string) => void, _opts?: { onLost?: () => void }): Promise<() => Promise<void>> {
     const unsub = await this.lite.listen(channel, onPayload);
     return async () => unsub();
   }

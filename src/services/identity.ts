@@ -115,6 +115,14 @@ export interface IdentityPolicy {
 
 const HOW_TO_LINK = 'Ask an admin to link you explicitly with `/users link USERNAME @you`.';
 
+/** The longest an account row is served from memory, even when no change was announced. */
+export const ROW_TTL_MS = 5000;
+
+interface CachedRow {
+  user: UserRow;
+  at: number;
+}
+
 interface CachedLink {
   userId: number;
   method: 'email' | 'explicit';
@@ -130,14 +138,23 @@ interface CachedLink {
  * that e-mail. An automatic link stops working as soon as the account's or the Slack
  * profile's e-mail differs from the one it was made with, and the person is told why.
  *
- * The Slack → account mapping is cached; the account row itself is read fresh on every
- * request so a role change takes effect at once. Replicas drop cached mappings when
- * PostgreSQL announces a link or account change (NOTIFY warden_identity, sql/015); while
- * that channel is not listened to, entries live only a second.
+ * Both the Slack → account mapping and the account row are cached, and dropped the moment
+ * PostgreSQL announces a change (NOTIFY warden_identity: links and identity columns from
+ * sql/015, any change of an account row from sql/020), whoever made it: another replica, the
+ * application, psql. Warden's own writes drop the row on commit too (forgetAccount), so the
+ * next request never waits for its own notification. The row is cached only while that
+ * channel is listened to, and for at most ROW_TTL_MS (a bound for a connection that stalls
+ * without dropping); while the channel is down, mappings live one second and rows are read
+ * fresh on every request. (#15: the row read was one of two SQL round trips per request.)
  */
 export class IdentityService {
   private cache = new Map<string, CachedLink>();
   private ttlMs = 1000;
+  private rows = new Map<number, CachedRow>();
+  /** True while warden_identity is listened to: only then are rows cached. */
+  private listening = false;
+  /** Bumped by every invalidation: a row read that started before one is not cached. */
+  private generation = 0;
   private unlisten?: () => Promise<void>;
 
   constructor(
@@ -150,28 +167,50 @@ export class IdentityService {
   /** Listens for identity changes made anywhere (other replicas, the application, psql). */
   async start(): Promise<void> {
     try {
-      this.unlisten = await this.db.listen('warden_identity', (payload) => this.invalidate(payload));
+      this.unlisten = await this.db.listen('warden_identity', (payload) => this.invalidate(payload), { onLost: () => this.lost() });
       this.ttlMs = 60_000;
+      this.listening = true;
     } catch (err) {
       this.logger?.warn({ err }, 'identity: LISTEN failed; cached Slack links live one second');
     }
   }
 
   async stop(): Promise<void> {
-    this.ttlMs = 1000;
+    this.lost();
     await this.unlisten?.().catch(() => {});
     this.unlisten = undefined;
   }
 
-  /** A payload from the trigger: `link:TEAM:USER`, `user:ID`; empty after a reconnect (anything may have changed). */
+  /** The notification channel dropped: changes may go unannounced until it is back. */
+  private lost() {
+    this.listening = false;
+    this.ttlMs = 1000;
+    this.generation++;
+    this.rows.clear();
+  }
+
+  /**
+   * A payload from the triggers: `link:TEAM:USER`, `user:ID` (identity columns or deletion),
+   * `row:ID` (any change of the row); empty after a reconnect (anything may have changed).
+   */
   private invalidate(payload: string) {
+    this.generation++;
     if (payload.startsWith('link:')) {
       this.cache.delete(payload.slice(5));
+    } else if (payload.startsWith('row:')) {
+      this.rows.delete(Number(payload.slice(4)));
     } else if (payload.startsWith('user:')) {
       const id = Number(payload.slice(5));
+      this.rows.delete(id);
       for (const [k, v] of this.cache) if (v.userId === id) this.cache.delete(k);
     } else {
       this.cache.clear();
+      this.rows.clear();
+      if (this.unlisten) {
+        // Listened to again after a drop.
+        this.listening = true;
+        this.ttlMs = 60_000;
+      }
     }
   }
 
@@ -184,7 +223,7 @@ export class IdentityService {
       link = await this.lookup(slack);
       this.cache.set(key, link);
     }
-    const user = await this.loadUser(link.userId);
+    const user = await this.account(link.userId);
     if (!user) {
       this.cache.delete(key);
       throw new NotLinkedError(
@@ -201,10 +240,36 @@ export class IdentityService {
     return { user, slack };
   }
 
-  /** Forgets cached mappings on this replica (the trigger tells the others). */
+  /** Forgets cached mappings (all of them: also every cached row) on this replica (the trigger tells the others). */
   forget(slack?: SlackIdentity) {
+    this.generation++;
     if (slack) this.cache.delete(`${slack.teamId}:${slack.userId}`);
-    else this.cache.clear();
+    else {
+      this.cache.clear();
+      this.rows.clear();
+    }
+  }
+
+  /**
+   * Drops the cached row of an account Warden has just changed, after the commit: the
+   * notification would do it too, but a moment later than the next request may come.
+   */
+  forgetAccount(userId: number) {
+    this.generation++;
+    this.rows.delete(userId);
+  }
+
+  /** The account row: from memory while changes are announced (at most ROW_TTL_MS old), else read. */
+  private async account(id: number): Promise<UserRow | undefined> {
+    const hit = this.rows.get(id);
+    if (hit && this.listening && Date.now() - hit.at < ROW_TTL_MS) return hit.user;
+    const generation = this.generation;
+    const user = await this.loadUser(id);
+    // Not cached when a change was announced while it was being read: it may be the old row.
+    // Frozen: one object serves many requests, so nothing may change it in place.
+    if (user && this.listening && generation === this.generation) this.rows.set(id, { user: Object.freeze(user), at: Date.now() });
+    else this.rows.delete(id);
+    return user;
   }
 
   /** Slack accounts linked to an application account, for DMs. */

@@ -334,6 +334,7 @@ export class PromotionService {
     await this.deps.stepUp.verify(actor, input.totp, 'promotion_approve');
     const byEmail = await this.findByEmail(actor, pre.requester);
 
+    let promoted: number | undefined;
     const decided = await this.db.tx(async (q) => {
       const win = await q.query(
         `UPDATE promotion_request
@@ -354,6 +355,7 @@ export class PromotionService {
         [request.user_id],
       );
       const afterUser = userRowSchema.parse(after[0]);
+      promoted = afterUser.id;
       const needs2fa = !afterUser.two_fa_enabled;
       await q.query(`INSERT INTO notification (user_id, title, message, type) VALUES ($1, $2, $3, 'success')`, [
         request.user_id,
@@ -380,6 +382,8 @@ export class PromotionService {
       await recordDecider(q, request.id, actor.slack.userId);
       return this.queueAnnouncements(q, request.id, byEmail);
     });
+    // Committed: the new admin's next request must not be served their cached old role.
+    if (promoted !== undefined) this.deps.identity.forgetAccount(promoted);
     return this.finishDecision(id, decided);
   }
 

@@ -764,6 +764,8 @@ export class TwoFaRecoveryService {
       }
       return rec;
     });
+    // Committed: the account's next request must see 2FA off, not its cached row.
+    this.s.identity.forgetAccount(decided.target_user_id);
     this.s.logger.info({ recovery: decided.id, target: decided.target_username, approver: actor.user.username }, '2fa recovery approved; 2fa disabled');
     return decided;
   }

@@ -316,6 +316,7 @@ export class UserAdminService {
       });
       return { before: plan.before, user: toUser(after), changed: plan.changed, action, twoFaReminder };
     });
+    this.deps.identity.forgetAccount(result.user.id);
     if (result.changed.includes('email')) {
       this.deps.identity.forget();
       // Not awaited: the form is answered without waiting for the mail API (issue 12); a failure is logged.
@@ -503,6 +504,7 @@ export class UserAdminService {
       await opts.alsoInTx?.(q, before);
       return { before, user: toUser(rows[0]) };
     });
+    this.deps.identity.forgetAccount(done.before.id);
     const counted = Math.min(Math.max(done.before.failed_login_attempts ?? 0, 1), 10);
     const attempts = await this.deps.users.recentFailedLogins(username, counted, done.before.last_login);
     return { ...done, attempts };

@@ -102,7 +102,8 @@ describe.runIf(realServers)('database faults never kill the process', () => {
       await migrate(db);
       const services = servicesOn(db, new MemoryStore(), fake);
       const heard: string[] = [];
-      await db.listen('warden_fault_test', (p) => heard.push(p));
+      // onLost is told when the connection drops, before the reconnect's '' (caches stop trusting at once).
+      await db.listen('warden_fault_test', (p) => heard.push(p), { onLost: () => heard.push('<lost>') });
       const job = healthJob('* * * * *');
       expect(await runJobOnce(services, job)).toBe('ran');
 
@@ -128,6 +129,8 @@ describe.runIf(realServers)('database faults never kill the process', () => {
       // Back: the next check runs, and LISTEN delivers again.
       await expect.poll(() => runJobOnce(services, job), { timeout: 15_000, interval: 500 }).toBe('ran');
       await expect.poll(() => heard.includes(''), { timeout: 15_000 }).toBe(true);
+      expect(heard.indexOf('<lost>')).toBeGreaterThanOrEqual(0);
+      expect(heard.indexOf('<lost>')).toBeLessThan(heard.indexOf(''));
       await db.query(`SELECT pg_notify('warden_fault_test', 'after')`);
       await expect.poll(() => heard, { timeout: 5000 }).toContain('after');
       expect(deaths.errors).toEqual([]);

@@ -54,3 +54,32 @@ export function testStepUp(db: Db, store: Store, maxFailures = 5, securityChanne
   const logger = silentLogger();
   return new StepUpService({ db, store, logger, outbox: new Outbox(db, recordingChat(), logger), securityChannel, maxFailures });
 }
+
+/**
+ * The identity notification channel (LISTEN warden_identity) in a test's hand: `wrap(db)` gives
+ * the real database, whose LISTEN on that channel never hears anything by itself; the test
+ * delivers payloads (`onPayload`) or a dropped connection (`onLost`) when it chooses, or
+ * refuses that LISTEN altogether (`refuse`). Other channels are listened to as usual.
+ */
+export class HeldChannel {
+  onPayload?: (p: string) => void;
+  onLost?: () => void;
+  refuse = false;
+  wrap(db: Db): Db {
+    return new Proxy(db, {
+      get: (target, prop, receiver) => {
+        if (prop !== 'listen') {
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === 'function' ? v.bind(target) : v;
+        }
+        return async (channel: string, onPayload: (p: string) => void, opts?: { onLost?: () => void }) => {
+          if (channel !== 'warden_identity') return target.listen(channel, onPayload, opts);
+          if (this.refuse) throw new Error('LISTEN refused (test)');
+          this.onPayload = onPayload;
+          this.onLost = opts?.onLost;
+          return async () => {};
+        };
+      },
+    });
+  }
+}

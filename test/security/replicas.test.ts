@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/index.js';
 import { FakeSlack } from '../../src/slack/sim/fake-slack.js';
-import { textOf } from '../../src/slack/sim/driver.js';
+import { buttonsOf, textOf } from '../../src/slack/sim/driver.js';
 import type { Store } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { createTestDb } from '../helpers/db.js';
 import { createUser, linkSlack, type TestUser } from '../helpers/fixtures.js';
+import { HeldChannel } from '../helpers/identity.js';
 import { createTestStore } from '../helpers/store.js';
 import { StepUpCodes } from '../e2e/users-support.js';
 
@@ -110,5 +111,50 @@ describe('identity across replicas', () => {
       await db.query(`UPDATE warden_slack_link SET user_id = $1 WHERE slack_user_id = 'U_ALICE'`, [alice.id]);
       await db.query('ALTER TABLE warden_slack_link ENABLE TRIGGER warden_identity_link');
     }
+  });
+});
+
+describe("Warden's own changes on a replica whose notifications are late (#15: the account row is cached)", () => {
+  let c: TestApp;
+  let gina: TestUser, hugo: TestUser;
+  beforeAll(async () => {
+    gina = await createUser(db, { username: 'gina', role: 'admin', twoFa: true, area: null });
+    hugo = await createUser(db, { username: 'hugo', role: 'admin', twoFa: true, area: null });
+    await linkSlack(db, 'U_GINA', gina.id);
+    await linkSlack(db, 'U_HUGO', hugo.id);
+    // Replica C hears no identity notification at all: only its own bookkeeping can keep it right.
+    c = await startTestApp({ db: new HeldChannel().wrap(db), store, fake, env: { APPROVALS_CHANNEL: 'C_APPROVALS_HELD' } });
+  }, 60_000);
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  it('a demotion made through the replica is in force on its very next request', async () => {
+    expect(await on(c, 'U_GINA')).not.toMatch(/Only admins/);
+    expect(await on(c, 'U_GINA')).not.toMatch(/Only admins/); // served from the cache
+    await submit(c, 'U_HUGO', '/users role gina biller', { role: 'biller', area: '', totp: await codes.of(hugo) });
+    expect(await on(c, 'U_GINA')).toMatch(/Only admins can use `\/users list`\. You are signed in as gina \(biller\)/);
+  });
+
+  it('a promotion approved through the replica is in force on the new admin\'s very next request', async () => {
+    const ivan = await createUser(db, { username: 'ivan', role: 'biller', area: null });
+    await linkSlack(db, 'U_IVAN', ivan.id);
+    expect(await on(c, 'U_IVAN')).toMatch(/signed in as ivan \(biller\)/); // cached as a biller
+    const { rows } = await db.query<{ id: number }>(
+      `INSERT INTO promotion_request (user_id, reason, status) VALUES ($1, 'I run the month-end billing', 'pending') RETURNING id`,
+      [ivan.id],
+    );
+    await c.warden.services.promotions.pollNew();
+    const card = fake.callsTo('chat.postMessage').find((x) => x.args.channel === 'C_APPROVALS_HELD' && textOf(x.args).includes(`#${rows[0].id}:`))!;
+    const approve = buttonsOf(card.args.blocks).find((b) => b.text === 'Approve')!;
+    const { rows: where } = await db.query<{ channel: string; ts: string }>('SELECT channel, ts FROM warden_promotion_card WHERE request_id = $1', [rows[0].id]);
+    const click = await c.driver.click('U_HUGO', { actionId: approve.actionId, value: approve.value, channel: where[0].channel, message: { ts: where[0].ts, blocks: card.args.blocks } });
+    const form = await c.driver.reply(click);
+    expect(form.method, textOf(form.args)).toBe('views.open');
+    const sub = await c.driver.submit('U_HUGO', form.args.view, { notes: 'Welcome', totp: await codes.of(hugo) });
+    expect(sub.ack).toBeNull();
+    await expect.poll(async () => (await db.query(`SELECT role FROM "user" WHERE id = $1`, [ivan.id])).rows[0].role, { timeout: 5000 }).toBe('admin');
+    await c.warden.services.promotions.idle();
+    expect(await on(c, 'U_IVAN')).not.toMatch(/Only admins|signed in as ivan \(biller\)/);
   });
 });
