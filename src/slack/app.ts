@@ -21,7 +21,10 @@ export function boltLogger(logger: Logger): BoltLogger {
   return {
     // Bolt's and the Web API client's debug lines carry whole request and response bodies
     // (modal values with e-mails, response URLs, codes): only their first words are kept (issue 11).
-    debug: (...m: unknown[]) => child.debug(withoutBody(m.map(String).join(' '))),
+    // Bolt calls debug several times per request: the line is only built when it is written.
+    debug: (...m: unknown[]) => {
+      if (child.isLevelEnabled('debug')) child.debug(withoutBody(m.map(String).join(' ')));
+    },
     info: (...m: unknown[]) => child.info(m.map(String).join(' ')),
     warn: (...m: unknown[]) => child.warn(m.map(String).join(' ')),
     error: (...m: unknown[]) => child.error(m.map(String).join(' ')),
@@ -204,7 +207,7 @@ export function createSlackApp(opts: SlackAppOptions): { app: App; receiver: HTT
   app.use(async ({ next }) => {
     await services.lifecycle.track(next());
   });
-  instrumentApp(app, { logger, metrics: opts.metrics, identity: services.identity });
+  instrumentApp(app, { logger, metrics: opts.metrics });
   registerRoutes(app, { services, commands: opts.commands, interactionModules: opts.interactionModules, logger, onErrorReply: opts.onErrorReply });
   registerHome(app, services, logger);
   app.error(async (error) => {

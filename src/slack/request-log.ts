@@ -1,10 +1,8 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import crypto from 'node:crypto';
 import type { App } from '@slack/bolt';
 import { ForbiddenError, NotLinkedError, StepUpError, UserError } from '../errors.js';
 import { flatLineLogger, type Logger } from '../logger.js';
 import type { Metrics, Outcome, RequestKind } from '../metrics.js';
-import type { IdentityService } from '../services/identity.js';
 
 /**
  * One structured info line per Slack request (slash command, click, form submission, event),
@@ -26,7 +24,13 @@ interface RequestState {
   stepUp?: true;
 }
 
-const current = new AsyncLocalStorage<RequestState>();
+/**
+ * Each request's state, found by the body object Bolt hands to every listener (the very
+ * object `processEvent` received). A WeakMap rather than AsyncLocalStorage: ALS turns on
+ * promise hooks for every promise the process creates (~0.1 ms per request, #15).
+ */
+const states = new WeakMap<object, RequestState>();
+const stateOf = (body: unknown) => (body !== null && typeof body === 'object' ? states.get(body) : undefined);
 
 /** How an error ends a request: a refusal (not allowed, not linked), the user's mistake, or our failure. */
 export function outcomeOf(e: unknown): Outcome {
@@ -36,11 +40,11 @@ export function outcomeOf(e: unknown): Outcome {
 }
 
 /**
- * Records how the current request ended because of `e`, and returns the reference to show
- * the user: the request id when inside a request, else a fresh random one.
+ * Records how the request of `body` ended because of `e`, and returns the reference to show
+ * the user: that request's id, else (no request) a fresh random one.
  */
-export function requestRef(e?: unknown): string {
-  const state = current.getStore();
+export function requestRef(body: unknown, e?: unknown): string {
+  const state = stateOf(body);
   if (state && e !== undefined) {
     state.outcome = outcomeOf(e);
     if (e instanceof StepUpError) state.stepUp = true;
@@ -48,10 +52,16 @@ export function requestRef(e?: unknown): string {
   return state?.id ?? crypto.randomBytes(4).toString('hex');
 }
 
-/** Marks the current request as a repeated delivery that was ignored. */
-export function markDuplicate(): void {
-  const state = current.getStore();
+/** Marks the request of `body` as a repeated delivery that was ignored. */
+export function markDuplicate(body: unknown): void {
+  const state = stateOf(body);
   if (state) state.outcome = 'duplicate';
+}
+
+/** Records which application account the request of `body` acts as (its log line says so). */
+export function noteAccount(body: unknown, accountId: number): void {
+  const state = stateOf(body);
+  if (state) state.account = accountId;
 }
 
 /** What kind of request a Slack body is, and its command / action / callback id. */
@@ -72,21 +82,12 @@ function ackOutcome(response: unknown): Outcome | undefined {
   return (response as { response_action?: string } | undefined)?.response_action === 'errors' ? 'user_error' : undefined;
 }
 
-export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metrics; identity: IdentityService }): void {
+export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metrics }): void {
   const { logger, metrics } = deps;
   // One pino call per request with a flat object of ids, enums and numbers: no nested keys for
   // the wildcard redaction paths to walk (flatLineLogger), no spread objects, each value
   // computed once (#15: the line was about half of Warden's extra CPU per request).
   const log = flatLineLogger(logger, { component: 'request' });
-
-  // Which application account the request acts as: recorded where the router resolves it.
-  const resolve = deps.identity.resolve.bind(deps.identity);
-  deps.identity.resolve = async (...args: Parameters<IdentityService['resolve']>) => {
-    const actor = await resolve(...args);
-    const state = current.getStore();
-    if (state) state.account = actor.user.id;
-    return actor;
-  };
 
   const processEvent = app.processEvent.bind(app);
   app.processEvent = async (event) => {
@@ -100,8 +101,9 @@ export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metric
       if (state.outcome === 'ok') state.outcome = ackOutcome(response) ?? 'ok';
       return ack(response);
     };
+    if (event.body !== null && typeof event.body === 'object') states.set(event.body, state);
     try {
-      await current.run(state, () => processEvent(event));
+      await processEvent(event);
     } catch (e) {
       state.outcome = outcomeOf(e);
       throw e;

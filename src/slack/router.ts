@@ -20,7 +20,7 @@ import { requireAdmin, type SlackIdentity } from '../services/identity.js';
 import type { Services } from '../services/index.js';
 import { cleanText, md, mrkdwn, type Message, type Modal, type Mrkdwn } from '../ui.js';
 import { messagePayload, modalView, readModalValues } from './blocks.js';
-import { markDuplicate, requestRef } from './request-log.js';
+import { markDuplicate, noteAccount, requestRef } from './request-log.js';
 import { allowedResponseUrl, createEnvelopeSealer, type Envelope, type EnvelopeSealer } from './envelope.js';
 import { DUPLICATE_KEY_TTL_SECONDS } from './receiver.js';
 
@@ -72,17 +72,24 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     // the same signed bytes could be accepted again (src/slack/receiver.ts).
     const first = await services.deliveries.first(deliveryKey(body), DUPLICATE_KEY_TTL_SECONDS);
     if (!first) {
-      markDuplicate();
+      markDuplicate(body);
       logger.info({ type: (body as any).type ?? 'slash_command' }, 'duplicate Slack delivery ignored');
     }
     return first;
   };
 
+  // The account the request acts as, also written on its request log line.
+  const actorOf = async (body: unknown, slack: SlackIdentity) => {
+    const actor = await services.identity.resolve(slack);
+    noteAccount(body, actor.user.id);
+    return actor;
+  };
+
   // What a person reads when something goes wrong. A UserError's text is data unless it was
   // built as mrkdwn (a mention Warden makes): what a user typed and is echoed back stays inert.
-  const fail = (e: unknown, where: string): { text: Mrkdwn; usage?: Mrkdwn } => {
+  const fail = (e: unknown, where: string, body: unknown): { text: Mrkdwn; usage?: Mrkdwn } => {
     // The request's id (also in its request log line); records the outcome for that line.
-    const ref = requestRef(e);
+    const ref = requestRef(body, e);
     if (e instanceof UserError) return { text: mrkdwn`:warning: ${e.mrkdwn ?? md.lines(e.message)}`, usage: e.usage ? md.lines(e.usage) : undefined };
     // Outages are not bugs: say what is down, that nothing changed, and where on-call should look.
     if (e instanceof StoreUnavailableError) {
@@ -101,9 +108,9 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     return { text: mrkdwn`:x: Sorry, something went wrong on our side (ref ${md.code(ref)}). The error has been logged.` };
   };
 
-  const errorMessage = (e: unknown, where: string, to: { userId: string; responseUrl?: string }): Message => {
+  const errorMessage = (e: unknown, where: string, body: unknown, to: { userId: string; responseUrl?: string }): Message => {
     deps.onErrorReply?.({ ...to, kind: e instanceof UserError ? 'user' : 'failure' });
-    const f = fail(e, where);
+    const f = fail(e, where, body);
     return { text: f.usage ? mrkdwn`${f.text}\nUsage: ${f.usage}` : f.text };
   };
 
@@ -132,7 +139,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       }
       if (!sub) throw new UserError(`Unknown subcommand \`${words[0]}\`.\n${help}`);
       const slack: SlackIdentity = { userId: command.user_id, teamId: command.team_id, channelId: command.channel_id };
-      const actor = await services.identity.resolve(slack);
+      const actor = await actorOf(body, slack);
       if (sub.role === 'admin') requireAdmin(actor, `use \`${mod.command} ${sub.name}\``);
       const args = sub.parse(subWords);
       if (!(await first)) return;
@@ -145,7 +152,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       });
     } catch (e) {
       if (!(await first)) return;
-      await (respond as Respond)({ response_type: 'ephemeral', ...messagePayload(errorMessage(e, mod.command, { userId: command.user_id, responseUrl: command.response_url })) }).catch(
+      await (respond as Respond)({ response_type: 'ephemeral', ...messagePayload(errorMessage(e, mod.command, body, { userId: command.user_id, responseUrl: command.response_url })) }).catch(
         (err) => logger.error({ err }, 'could not deliver an error reply'),
       );
     }
@@ -168,7 +175,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
         teamId: b.team?.id ?? b.user.team_id,
         channelId: b.channel?.id ?? b.container?.channel_id,
       };
-      const actor = await services.identity.resolve(slack);
+      const actor = await actorOf(body, slack);
       if (!memberInteractions.has(actionId)) requireAdmin(actor, 'use this button');
       if (!(await first)) return;
       const ctx: InteractionContext = {
@@ -188,7 +195,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       await (respond as Respond)({
         response_type: 'ephemeral',
         replace_original: false,
-        ...messagePayload(errorMessage(e, actionId, { userId: b.user.id, responseUrl: b.response_url })),
+        ...messagePayload(errorMessage(e, actionId, body, { userId: b.user.id, responseUrl: b.response_url })),
       }).catch((err) => logger.error({ err }, 'could not deliver an error reply'));
     }
   });
@@ -217,7 +224,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       if (!handler) throw new UserError('This form is not handled by Warden any more. Close it and start again.');
       const b = body as any;
       const slack: SlackIdentity = { userId: b.user.id, teamId: b.team?.id ?? b.user.team_id, channelId: envelope.ch };
-      const actor = await services.identity.resolve(slack);
+      const actor = await actorOf(body, slack);
       if (!memberInteractions.has(callbackId)) requireAdmin(actor, 'submit this form');
       if (!(await first)) return ack();
       const values = readModalValues(view.state?.values as any);
@@ -242,7 +249,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
           await (ack as any)({ response_action: 'update', view: modalView(reply.modal, sealer.seal({ ...envelope, m: reply.modal.metadata ?? '' })) });
           const viewId = (body as any).view?.id as string | undefined;
           const done: { modal: Modal; notice: Message } = await reply.finish().catch((e) => {
-            const text = errorMessage(e, callbackId, { userId: slack.userId }).text;
+            const text = errorMessage(e, callbackId, body, { userId: slack.userId }).text;
             return { modal: { callbackId: PROGRESS_VIEWS.done, title: reply.modal.title, close: 'Close', intro: text, fields: [] }, notice: { text } };
           });
           try {
@@ -268,7 +275,7 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     } catch (e) {
       if (!(await first)) return ack();
       if (e instanceof ValidationErrors) return fieldErrors(e.fields);
-      const message = fail(e, callbackId).text;
+      const message = fail(e, callbackId, body).text;
       const field = e instanceof UserError && e.field ? e.field : firstField;
       // A field error is plain text: the message as written (a UserError's own words), not escaped.
       if (field) return fieldErrors({ [field]: e instanceof UserError ? `:warning: ${e.message}` : message.text });
