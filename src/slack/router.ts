@@ -53,6 +53,17 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   const cfg = services.config;
   const sealer = createEnvelopeSealer(cfg.SLACK_SIGNING_SECRET ?? cfg.SLACK_APP_TOKEN ?? cfg.SLACK_BOT_TOKEN);
   const postToResponseUrl = (url: string, payload: Record<string, unknown>) => postToSlackResponseUrl(url, payload, cfg.SLACK_API_URL);
+  // Replies to a command or click go to its response_url through undici's request(), not Bolt's
+  // respond(): that one goes through the WHATWG fetch, which took ~0.6 ms per reply before the
+  // first byte left (#15). Like respond(), an HTTP error from Slack (an expired or over-used
+  // response_url) does not throw; it is logged.
+  const replyVia = (url: string | undefined, boltRespond: unknown): Respond => {
+    if (!url) return boltRespond as Respond;
+    return async (payload) => {
+      const status = await postToSlackResponseUrl(url, payload, cfg.SLACK_API_URL, { throwOnHttpError: false });
+      if (status >= 300) logger.warn({ status }, 'Slack refused a reply to a response_url');
+    };
+  };
   const actions = new Map<string, ActionHandler>();
   const views = new Map<string, ViewHandler>();
   const memberInteractions = new Set<string>();
@@ -118,8 +129,9 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   // matching middleware on every request, so five app.command() calls cost five passes.
   const byCommand = new Map(deps.commands.map((mod) => [mod.command, { mod, help: helpText(mod.command, mod.summary, mod.subcommands) }]));
   const commandPattern = new RegExp(`^(?:${[...byCommand.keys()].map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`);
-  app.command(commandPattern, async ({ command, ack, respond, client, body }) => {
+  app.command(commandPattern, async ({ command, ack, respond: boltRespond, client, body }) => {
     await ack();
+    const respond = replyVia(command.response_url, boltRespond);
     const { mod, help } = byCommand.get(command.command)!;
     const first = firstDelivery(body);
     try {
@@ -158,10 +170,11 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
     }
   });
 
-  app.action(/.*/, async ({ ack, body, action, respond, client }) => {
+  app.action(/.*/, async ({ ack, body, action, respond: boltRespond, client }) => {
     await ack();
     const actionId = (action as any).action_id as string;
     const b = body as any;
+    const respond = replyVia(b.response_url, boltRespond);
     const handler = actions.get(actionId);
     if (!handler) {
       // Link buttons also send a click; they have nothing to run.
@@ -315,7 +328,13 @@ export function deliveryKey(body: unknown): string {
   return `dedupe:${kind}:#${crypto.createHash('sha256').update(JSON.stringify(body)).digest('hex')}`;
 }
 
-async function postToSlackResponseUrl(url: string, payload: Record<string, unknown>, apiUrl: string | undefined): Promise<void> {
+/** POSTs to a response_url; returns Slack's HTTP status (throws on one ≥ 300 unless told not to). */
+async function postToSlackResponseUrl(
+  url: string,
+  payload: Record<string, unknown>,
+  apiUrl: string | undefined,
+  opts: { throwOnHttpError?: boolean } = {},
+): Promise<number> {
   // Only Slack's hosts (and the configured Web API host): never a URL someone wrote into a payload.
   if (!allowedResponseUrl(url, apiUrl)) throw new Error('response_url is not on a Slack host; not followed');
   const res = await request(url, {
@@ -326,7 +345,8 @@ async function postToSlackResponseUrl(url: string, payload: Record<string, unkno
     bodyTimeout: 5000,
   });
   await res.body.dump();
-  if (res.statusCode >= 300) throw new Error(`response_url answered HTTP ${res.statusCode}`);
+  if (res.statusCode >= 300 && opts.throwOnHttpError !== false) throw new Error(`response_url answered HTTP ${res.statusCode}`);
+  return res.statusCode;
 }
 
 async function deliver(
