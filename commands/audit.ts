@@ -343,6 +343,7 @@ export async function renderPage(services: Services, v: PageValue): Promise<Mess
 
 const search: Subcommand<SearchArgs> = {
   name: 'search',
+  readOnly: true,
   usage: FILTERS,
   summary: 'audit entries newest first; filters combine, several `action:` mean any, `action:login*` is a prefix, `user:` = done by or naming the user',
   role: 'admin',
@@ -361,6 +362,7 @@ const historySchema = z.object({ a: z.string(), b: z.string().optional() }).stri
 
 const history: Subcommand<{ type: string; id?: number; username?: string }> = {
   name: 'history',
+  readOnly: true,
   usage: 'history USERNAME | history TYPE ID',
   summary: 'changes to an account (or any entity) with before → after of the fields that changed',
   role: 'admin',
@@ -387,6 +389,7 @@ const timelineSchema = z.object({ username: usernameSchema, since: z.string().ma
 
 const timeline: Subcommand<{ username: string; s?: string; t?: string }> = {
   name: 'timeline',
+  readOnly: true,
   usage: 'timeline USERNAME [since:7d] [until:DATE]',
   summary: 'everything an account did, newest first (the guide’s activity timeline)',
   role: 'admin',
@@ -416,6 +419,7 @@ const MAX_WINDOW = 30 * 86400;
 
 const failedLogins: Subcommand<{ window: string; seconds: number; min?: number }> = {
   name: 'failed-logins',
+  readOnly: true,
   usage: 'failed-logins [window:1h] [min:N]',
   summary: 'failed logins grouped by IP and username over a window; default: more than the burst threshold (guide: >5 in 1h)',
   role: 'admin',
@@ -457,6 +461,7 @@ const deletionsSchema = z.object({ since: z.string().max(40).optional(), until: 
 
 const deletions: Subcommand<{ s?: string; t?: string }> = {
   name: 'deletions',
+  readOnly: true,
   usage: 'deletions [since:30d] [until:DATE]',
   summary: 'who deleted what and when (`delete_*`, `*_deleted`; `user_deleted` and `delete_user` alike)',
   role: 'admin',

@@ -61,6 +61,13 @@ export interface Subcommand<A = any> {
   /** Turns the words after the subcommand into typed arguments; throws UserError with usage. */
   parse(words: string[]): A;
   run(ctx: CommandContext, args: A): Promise<Reply>;
+  /**
+   * Only reads (no write, no message, no mail anywhere in run): it may run while the router
+   * is still asking the store whether this delivery is a Slack retry, and a retry's answer is
+   * then dropped unsent. Saves that round trip on the way to the answer (#15). Never set it on
+   * anything that changes state.
+   */
+  readOnly?: true;
 }
 
 export type ActionHandler = (ctx: InteractionContext, value: string) => Promise<ActionReply>;

@@ -26,6 +26,7 @@ const LIST_USAGE = '`/users list [role:admin|biller|dispatcher] [status:active|l
 
 const list: Subcommand<z.infer<typeof listSchema>> = {
   name: 'list',
+  readOnly: true,
   usage: 'list [role:R] [status:active|locked] [area:A] [q:TEXT]',
   summary: 'accounts, 20 a page, filtered by role, lock state, dispatch area or text',
   role: 'admin',
@@ -38,6 +39,7 @@ const showSchema = z.object({ username: usernameSchema }).strict();
 
 const show: Subcommand<z.infer<typeof showSchema>> = {
   name: 'show',
+  readOnly: true,
   usage: 'show USERNAME',
   summary: 'one account: role, area, lock state, failed attempts, 2FA, created, last login',
   role: 'admin',

@@ -154,8 +154,16 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
       const actor = await actorOf(body, slack);
       if (sub.role === 'admin') requireAdmin(actor, `use \`${mod.command} ${sub.name}\``);
       const args = sub.parse(subWords);
-      if (!(await first)) return;
-      const reply = await sub.run({ actor, services }, args);
+      let reply: Reply;
+      if (sub.readOnly) {
+        // Reads overlap the duplicate check; a retry's answer is dropped.
+        const [isFirst, read] = await Promise.all([first, sub.run({ actor, services }, args)]);
+        if (!isFirst) return;
+        reply = read;
+      } else {
+        if (!(await first)) return;
+        reply = await sub.run({ actor, services }, args);
+      }
       await deliver(reply, {
         respond: respond as Respond,
         openModal: (view) => client.views.open({ trigger_id: command.trigger_id, view } as any).then(() => undefined),

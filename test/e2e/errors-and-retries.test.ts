@@ -82,6 +82,21 @@ describe('Slack retries', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(fake.calls.filter((c) => c.method === 'response_url' && c.responseId === responseId)).toHaveLength(1);
   });
+
+  it('answer a read-only command once when the retry arrives while the first delivery still runs (#15: reads overlap the check)', async () => {
+    for (const line of ['/users show erradmin', '/users list', '/audit action:login since:1h', '/audit failed-logins 1h']) {
+      const body = driver.commandBody('U_ERR', line);
+      const [first, again] = await Promise.all([
+        driver.postSigned(body, { 'x-slack-retry-num': '0' }),
+        driver.postSigned(body, { 'x-slack-retry-num': '1', 'x-slack-retry-reason': 'http_timeout' }),
+      ]);
+      expect([first.status, again.status]).toEqual([200, 200]);
+      const responseId = new URLSearchParams(body).get('response_url')!.split('/').pop();
+      await fake.waitFor((c) => c.method === 'response_url' && c.responseId === responseId);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fake.calls.filter((c) => c.method === 'response_url' && c.responseId === responseId), line).toHaveLength(1);
+    }
+  });
 });
 
 describe('logging', () => {
