@@ -32,6 +32,9 @@ interface RequestState {
 const states = new WeakMap<object, RequestState>();
 const stateOf = (body: unknown) => (body !== null && typeof body === 'object' ? states.get(body) : undefined);
 
+/** 8 hex characters; randomUUID draws from a cached pool, randomBytes asks the OS every time. */
+const newRequestId = () => crypto.randomUUID().slice(0, 8);
+
 /** How an error ends a request: a refusal (not allowed, not linked), the user's mistake, or our failure. */
 export function outcomeOf(e: unknown): Outcome {
   if (e instanceof ForbiddenError || e instanceof NotLinkedError) return 'refused';
@@ -49,7 +52,7 @@ export function requestRef(body: unknown, e?: unknown): string {
     state.outcome = outcomeOf(e);
     if (e instanceof StepUpError) state.stepUp = true;
   }
-  return state?.id ?? crypto.randomBytes(4).toString('hex');
+  return state?.id ?? newRequestId();
 }
 
 /** Marks the request of `body` as a repeated delivery that was ignored. */
@@ -93,7 +96,7 @@ export function instrumentApp(app: App, deps: { logger: Logger; metrics?: Metric
   app.processEvent = async (event) => {
     const started = performance.now();
     const what = describeBody(event.body);
-    const state: RequestState = { id: crypto.randomBytes(4).toString('hex'), outcome: 'ok' };
+    const state: RequestState = { id: newRequestId(), outcome: 'ok' };
     let ackMs: number | undefined;
     const ack = event.ack;
     event.ack = async (response?: any) => {
