@@ -34,7 +34,9 @@ import { BARE_TEXT, startTarget, type TargetKind, type TargetOptions } from '../
  * BENCH_SLACK_CONCURRENCY (50), measured in rounds whose app order rotates (and reverses
  * every other cycle) so each app runs first, middle and last equally often and background
  * load on the machine hits all apps alike, after a cold burst (reported apart), a warm-up
- * at the same concurrency and a serial (c=1) pass.
+ * at the same concurrency and a serial (c=1) pass. Each round starts with its 50 workers
+ * sending at the same instant; those first requests queue behind one another and are
+ * reported on their own row, so that the "@50" rows are 50 requests in flight at all times.
  */
 
 const SUITE = 'slack';
@@ -188,11 +190,27 @@ async function one(t: Target, fake: FakeSlack, replies: Replies, n: number, out:
   out.e2e.push(reply.at - t0);
 }
 
-/** Closed loop: `concurrency` workers, each sending its next request when the last one is answered. */
-async function drive(t: Target, fake: FakeSlack, replies: Replies, count: number, concurrency: number, offset: number): Promise<Samples> {
+/**
+ * Closed loop: `concurrency` workers, each sending its next request when the last one is answered.
+ * With `startBurst`, each worker's first request — all `concurrency` of them sent at the same
+ * instant when the round starts — is recorded there instead of in the result: that synchronized
+ * burst is a different load (reported on its own row) from 50 requests in flight at all times.
+ */
+async function drive(
+  t: Target,
+  fake: FakeSlack,
+  replies: Replies,
+  count: number,
+  concurrency: number,
+  offset: number,
+  startBurst?: Samples,
+): Promise<Samples> {
   const out = emptySamples();
   let next = 0;
+  let burst = 0;
   const worker = async () => {
+    // Request numbers stay unique (they make the trigger_id): the burst's follow the round's.
+    if (startBurst) await one(t, fake, replies, offset + count + burst++, startBurst);
     while (next < count) await one(t, fake, replies, offset + next++, out);
   };
   const started = performance.now();
@@ -361,6 +379,8 @@ interface Measured {
   cold: Samples;
   serial: Samples;
   loaded: Samples;
+  /** The first request of every worker in each loaded round: 50 sent at the same instant. */
+  roundStarts: Samples;
   /** CPU ms this process (load generator + FakeSlack) used while driving the app's loaded rounds. */
   generatorCpuMs: number;
   rssBase: number;
@@ -386,7 +406,7 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
     for (const spec of SPECS) {
       const t = await start({ ...base, kind: spec.kind }, spec.label, fake);
       targets.push(t);
-      apps.push({ spec, t, cold: emptySamples(), serial: emptySamples(), loaded: emptySamples(), generatorCpuMs: 0, rssBase: 0, use: { maxRss: 0 } });
+      apps.push({ spec, t, cold: emptySamples(), serial: emptySamples(), loaded: emptySamples(), roundStarts: emptySamples(), generatorCpuMs: 0, rssBase: 0, use: { maxRss: 0 } });
     }
     const byKind = (k: TargetKind) => apps.find((a) => a.spec.kind === k)!;
     ctx.log(
@@ -400,9 +420,9 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
 
     const replies = new Replies(fake);
     let offset = 0;
-    const pass = async (t: Target, count: number, concurrency: number) => {
-      const s = await drive(t, fake, replies, count, concurrency, offset);
-      offset += count;
+    const pass = async (t: Target, count: number, concurrency: number, startBurst?: Samples) => {
+      const s = await drive(t, fake, replies, count, concurrency, offset, startBurst);
+      offset += count + concurrency;
       fake.clear();
       return s;
     };
@@ -427,7 +447,7 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
       const size = Math.floor(REQUESTS / ROUNDS) + (r < REQUESTS % ROUNDS ? 1 : 0);
       for (const a of roundOrder(apps, r)) {
         const cpu0 = process.cpuUsage();
-        merge(a.loaded, await pass(a.t, size, CONCURRENCY));
+        merge(a.loaded, await pass(a.t, size, CONCURRENCY, a.roundStarts));
         const used = process.cpuUsage(cpu0);
         a.generatorCpuMs += (used.user + used.system) / 1000;
       }
@@ -460,12 +480,14 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
     }
 
     const errors = [
-      ...apps.flatMap((a) => [...a.cold.errors, ...a.serial.errors, ...a.loaded.errors]),
+      ...apps.flatMap((a) => [...a.cold.errors, ...a.serial.errors, ...a.loaded.errors, ...a.roundStarts.errors]),
       ...open.flatMap((o) => [...o.samples.values()].flatMap((x) => x.errors)),
     ];
     for (const e of errors.slice(0, 5)) ctx.log(`slack: error: ${e}`);
 
     const p50 = (xs: number[]) => percentile(xs, 50);
+    /** Requests an app handled in its loaded rounds: measured ones and the rounds' synchronized starts. */
+    const handled = (a: Measured) => a.loaded.e2e.length + a.roundStarts.e2e.length;
     const ratio = (name: string, w: number[], b: number[], target: boolean): BenchRow => {
       const value = round(p50(w) / p50(b));
       return {
@@ -496,6 +518,9 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
         latencyRow(SUITE, `${a.spec.label} ${a.spec.e2e} @${c}`, a.loaded.e2e),
       ]),
       ...ratios('loaded', `@${c}`, true),
+      // Each round's synchronized start, apart: 50 requests arriving in the same instant queue
+      // behind one another (the "cold burst" rows show the same on a just-started app).
+      ...apps.map((a) => latencyRow(SUITE, `${a.spec.label} ack, the ${c} requests starting each loaded round at once`, a.roundStarts.ack)),
       ...open.flatMap((o): BenchRow[] => {
         const w = o.samples.get('warden')!;
         const b = o.samples.get('bare-sql')!;
@@ -524,14 +549,14 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
         (a): BenchRow => ({
           suite: SUITE,
           name: `${a.spec.label} throughput @${c}`,
-          n: a.loaded.e2e.length,
-          value: round((a.loaded.e2e.length / a.loaded.wallMs) * 1000),
+          n: handled(a),
+          value: round((handled(a) / a.loaded.wallMs) * 1000),
           unit: 'req/s',
         }),
       ),
       ...apps.flatMap((a): BenchRow[] => {
         const label = a.spec.label;
-        const n = a.loaded.e2e.length;
+        const n = handled(a);
         const cpuMs = a.use.cpuMs;
         const rows: BenchRow[] = [];
         // The app process's CPU time per request (child mode), and how busy the load generator
@@ -555,8 +580,8 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
         const w = warden.use.cpuMs;
         const b = byKind('bare-sql');
         if (w === undefined || b.use.cpuMs === undefined) return [];
-        const value = round(w / warden.loaded.e2e.length / (b.use.cpuMs / b.loaded.e2e.length));
-        return [{ suite: SUITE, name: `app CPU per request warden/bare+sql @${c}`, n: warden.loaded.e2e.length, value, unit: '×' }];
+        const value = round(w / handled(warden) / (b.use.cpuMs / handled(b)));
+        return [{ suite: SUITE, name: `app CPU per request warden/bare+sql @${c}`, n: handled(warden), value, unit: '×' }];
       })(),
       ...apps.map(
         (a): BenchRow => ({
@@ -580,7 +605,7 @@ export async function run(ctx: SuiteContext): Promise<BenchRow[]> {
         suite: SUITE,
         name: 'failed or wrong replies',
         n:
-          apps.reduce((sum, a) => sum + a.cold.ack.length + a.serial.ack.length + a.loaded.ack.length, 0) +
+          apps.reduce((sum, a) => sum + a.cold.ack.length + a.serial.ack.length + a.loaded.ack.length + a.roundStarts.ack.length, 0) +
           open.reduce((sum, o) => sum + [...o.samples.values()].reduce((k, x) => k + x.ack.length, 0), 0) +
           errors.length,
         value: errors.length,
