@@ -53,14 +53,14 @@ export function registerRoutes(app: App, deps: RouterDeps): void {
   const cfg = services.config;
   const sealer = createEnvelopeSealer(cfg.SLACK_SIGNING_SECRET ?? cfg.SLACK_APP_TOKEN ?? cfg.SLACK_BOT_TOKEN);
   const postToResponseUrl = (url: string, payload: Record<string, unknown>) => postToSlackResponseUrl(url, payload, cfg.SLACK_API_URL);
-  // Replies to a command or click go to its response_url through undici's request(), not Bolt's
-  // respond(): that one goes through the WHATWG fetch, which took ~0.6 ms per reply before the
-  // first byte left (#15). Like respond(), an HTTP error from Slack (an expired or over-used
-  // response_url) does not throw; it is logged.
+  // Replies to a command or click go to the response_url of its Slack-signed body through
+  // undici's request(), not Bolt's respond(): that one goes through the WHATWG fetch, which took
+  // ~0.6 ms per reply before the first byte left (#15), and has no timeout. Like respond(), an
+  // HTTP error from Slack (an expired or over-used response_url) does not throw; it is logged.
   const replyVia = (url: string | undefined, boltRespond: unknown): Respond => {
     if (!url) return boltRespond as Respond;
     return async (payload) => {
-      const status = await postToSlackResponseUrl(url, payload, cfg.SLACK_API_URL, { throwOnHttpError: false });
+      const status = await postJson(url, payload);
       if (status >= 300) logger.warn({ status }, 'Slack refused a reply to a response_url');
     };
   };
@@ -336,15 +336,8 @@ export function deliveryKey(body: unknown): string {
   return `dedupe:${kind}:#${crypto.createHash('sha256').update(JSON.stringify(body)).digest('hex')}`;
 }
 
-/** POSTs to a response_url; returns Slack's HTTP status (throws on one ≥ 300 unless told not to). */
-async function postToSlackResponseUrl(
-  url: string,
-  payload: Record<string, unknown>,
-  apiUrl: string | undefined,
-  opts: { throwOnHttpError?: boolean } = {},
-): Promise<number> {
-  // Only Slack's hosts (and the configured Web API host): never a URL someone wrote into a payload.
-  if (!allowedResponseUrl(url, apiUrl)) throw new Error('response_url is not on a Slack host; not followed');
+/** POSTs JSON to a response_url and returns Slack's HTTP status (5 s to answer). */
+async function postJson(url: string, payload: Record<string, unknown>): Promise<number> {
   const res = await request(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -353,8 +346,15 @@ async function postToSlackResponseUrl(
     bodyTimeout: 5000,
   });
   await res.body.dump();
-  if (res.statusCode >= 300 && opts.throwOnHttpError !== false) throw new Error(`response_url answered HTTP ${res.statusCode}`);
   return res.statusCode;
+}
+
+/** A response_url that came through a modal's envelope: followed only to Slack's hosts; an HTTP error throws. */
+async function postToSlackResponseUrl(url: string, payload: Record<string, unknown>, apiUrl: string | undefined): Promise<void> {
+  // Only Slack's hosts (and the configured Web API host): never a URL someone wrote into a payload.
+  if (!allowedResponseUrl(url, apiUrl)) throw new Error('response_url is not on a Slack host; not followed');
+  const status = await postJson(url, payload);
+  if (status >= 300) throw new Error(`response_url answered HTTP ${status}`);
 }
 
 async function deliver(
