@@ -6,6 +6,7 @@ import { startWarden } from '../src/bootstrap.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { PgDb } from '../src/db/index.js';
 import { USER_COLUMNS } from '../src/domain/user.js';
+import { usernameLookupSql } from '../src/services/users.js';
 import { createLogger } from '../src/logger.js';
 import { openStore } from '../src/store/index.js';
 
@@ -15,7 +16,8 @@ import { openStore } from '../src/store/index.js';
  *  - 'bare': a bare Bolt app whose /users handler acks and answers a static text through
  *    respond() — no I/O at all, the floor of what Bolt itself costs;
  *  - 'bare-sql': a bare Bolt app doing the same work as Warden's `/users show USERNAME` minus
- *    Warden's framework: ack, the same user lookup SQL through its own pg Pool of Warden's
+ *    Warden's framework: ack, the same user lookup SQL (usernameLookupSql, the very statement
+ *    Warden runs: case-insensitive, exact spelling first) through its own pg Pool of Warden's
  *    size (DATABASE_POOL_MAX), respond() with `${username}: ${role}` — the "same request"
  *    DESIGN §5's overhead target compares against.
  * Each listens on a free loopback port and talks to the suite's FakeSlack.
@@ -134,7 +136,7 @@ async function startBareSql(opts: TargetOptions): Promise<RunningTarget> {
     const username = (command.text ?? '').trim().split(/\s+/)[1] ?? '';
     let text: string;
     try {
-      const { rows } = await pool.query(`SELECT ${USER_COLUMNS} FROM "user" WHERE username = $1`, [username]);
+      const { rows } = await pool.query(usernameLookupSql(USER_COLUMNS), [username]);
       text = rows[0] ? `${rows[0].username}: ${rows[0].role}` : `No user named ${username}.`;
     } catch (e) {
       text = `error: ${(e as Error).message}`;

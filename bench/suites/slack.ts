@@ -23,7 +23,8 @@ import { BARE_TEXT, startTarget, type TargetKind, type TargetOptions } from '../
  *    "overhead ≤ 1.2× bare Bolt" target is checked against.
  *
  *  - ack latency: POST sent → HTTP 200 received (Slack's 3-second rule), p50/p99;
- *  - end-to-end: POST sent → the response_url post arrives at FakeSlack, p50/p95;
+ *  - end-to-end: POST sent → the response_url post has arrived at FakeSlack (its whole body,
+ *    before the fake validates its blocks), p50/p95;
  *  - overhead ratio: Warden p50 / bare p50, for ack and end-to-end, against each bare app;
  *  - RSS: max process.memoryUsage.rss() of the app's process sampled (every 20 ms) under load.
  *
@@ -122,7 +123,9 @@ class Replies {
   constructor(fake: FakeSlack) {
     fake.onCall((call) => {
       if (call.method !== 'response_url' || !call.responseId) return;
-      const r = { at: performance.now(), call };
+      // When the post had arrived, not when the fake finished checking its blocks (Warden's
+      // replies carry Block Kit, the bare apps' plain text: the check is the fake's time).
+      const r = { at: call.arrivedAt ?? performance.now(), call };
       const w = this.waiting.get(call.responseId);
       if (w) {
         this.waiting.delete(call.responseId);

@@ -16,6 +16,8 @@ export interface CapturedCall {
   at: number;
   /** For response_url posts: which request's response_url (the id in the path). */
   responseId?: string;
+  /** For response_url posts: performance.now() when the whole body had arrived, before the fake checked it (benchmarks). */
+  arrivedAt?: number;
   token?: string;
   /** What the fake answered (e.g. the ts of a posted message). */
   result?: Record<string, any>;
@@ -226,6 +228,7 @@ export class FakeSlack {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks);
+    const arrivedAt = performance.now();
     const url = new URL(req.url ?? '/', 'http://x');
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -239,7 +242,7 @@ export class FakeSlack {
         this.record({ method: 'response_url!invalid', args, at: Date.now(), responseId: url.pathname.split('/')[2], result: invalidBlocks(errors) });
         return send(200, invalidBlocks(errors));
       }
-      this.record({ method: 'response_url', args, at: Date.now(), responseId: url.pathname.split('/')[2] });
+      this.record({ method: 'response_url', args, at: Date.now(), responseId: url.pathname.split('/')[2], arrivedAt });
       return send(200, { ok: true });
     }
     if (url.pathname.startsWith('/upload/')) {
