@@ -170,18 +170,30 @@ async function exportBench(db: Db, ctx: SuiteContext, size: number): Promise<Ben
     user: { id: 100, username: 'user100', email: 'x', role: 'admin', dispatch_area: null, two_fa_enabled: true, failed_login_attempts: 0, locked_until: null, last_failed_login: null, created_at: null, last_login: null },
     slack: { userId: 'U_BENCH', teamId: 'T_BENCH', channelId: 'C_BENCH' },
   };
-  global.gc?.();
-  const rssBefore = process.memoryUsage().rss;
-  let rssMax = rssBefore;
-  const sampler = setInterval(() => {
-    rssMax = Math.max(rssMax, process.memoryUsage().rss);
-  }, 20);
-  let result: { rows: number } = { rows: 0 };
-  const ms = await timed(async () => {
-    result = await exporter.export(actor, q, { channel: 'C_BENCH', unmasked: false, describe: 'bench' });
-  });
-  clearInterval(sampler);
-  ctx.log(`audit: export of ${result.rows} rows (${(uploadedBytes / 1e6).toFixed(1)} MB) in ${round(ms)} ms`);
+  /** One export; its time and how far RSS rose above where it started (sampled every 20 ms). */
+  const exportOnce = async () => {
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    let rssMax = rssBefore;
+    const sampler = setInterval(() => {
+      rssMax = Math.max(rssMax, process.memoryUsage().rss);
+    }, 20);
+    let rows = 0;
+    const ms = await timed(async () => {
+      rows = (await exporter.export(actor, q, { channel: 'C_BENCH', unmasked: false, describe: 'bench' })).rows;
+    });
+    clearInterval(sampler);
+    return { rows, ms, growth: rssMax - rssBefore };
+  };
+  const first = await exportOnce();
+  const result = { rows: first.rows };
+  const ms = first.ms;
+  const fileBytes = uploadedBytes;
+  ctx.log(`audit: export of ${result.rows} rows (${(fileBytes / 1e6).toFixed(1)} MB) in ${round(ms)} ms`);
+  // The first export in a process also pays V8 growing its young generation to its usual size
+  // (16.8 → 33.6 MB measured), once, as any busy process does; a second one shows what an
+  // export itself keeps. The target is checked on the first.
+  const again = await exportOnce();
 
   // PostgreSQL's own pace for the same rows: the very COPY statement the exporter runs, its
   // bytes counted and dropped (no parsing, masking or file).
@@ -198,16 +210,17 @@ async function exportBench(db: Db, ctx: SuiteContext, size: number): Promise<Ben
     { suite: SUITE, name: `${label} export CSV — throughput`, n: 1, value: round(rate), unit: 'rows/s', target: '≥ 100000 rows/s', pass: rate >= 100_000 },
     { suite: SUITE, name: `${label} same rows by COPY … TO STDOUT alone (${(copyBytes / 1e6).toFixed(0)} MB)`, n: 1, value: round(copyRate), unit: 'rows/s' },
     { suite: SUITE, name: `${label} export / COPY throughput`, n: 1, value: round(rate / copyRate), unit: '×' },
-    { suite: SUITE, name: `${label} export CSV — file size`, n: 1, value: round(uploadedBytes / 1e6), unit: 'MB' },
+    { suite: SUITE, name: `${label} export CSV — file size`, n: 1, value: round(fileBytes / 1e6), unit: 'MB' },
     {
       suite: SUITE,
       name: `${label} export CSV — RSS growth while exporting (bench process)`,
       n: 1,
-      value: round((rssMax - rssBefore) / 1e6),
+      value: round(first.growth / 1e6),
       unit: 'MB',
       target: '< 30 MB',
-      pass: rssMax - rssBefore < 30e6,
+      pass: first.growth < 30e6,
     },
+    { suite: SUITE, name: `${label} export CSV — RSS growth, a second export in the same process`, n: 1, value: round(again.growth / 1e6), unit: 'MB' },
   ];
 }
 
