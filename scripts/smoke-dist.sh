@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# CI: build, then start the compiled output the way the Docker image does (plain node, no tsx)
-# and check that /healthz and /readyz answer 200 and that SIGTERM stops it cleanly.
+# CI: build, then start the compiled output the way the Docker image does (plain node, no tsx,
+# from a folder that holds only dist/, package.json and node_modules: no sources, no top-level
+# sql/) and check that /healthz and /readyz answer 200 and that SIGTERM stops it cleanly.
 # Uses the embedded database in a temp dir (never the shared test cluster's databases) and
 # REDIS_URL when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npm run build
+APP="$(mktemp -d)"
+cp -r dist package.json "$APP/"
+ln -s "$PWD/node_modules" "$APP/node_modules"
 PORT="${SMOKE_PORT:-39$(( RANDOM % 90 + 10 ))$(( RANDOM % 10 ))}"
 DATA_DIR="$(mktemp -d)"
 LOG="$(mktemp)"
@@ -25,9 +29,9 @@ node -e '
 SLACK_PID=$!
 env -u DATABASE_URL SLACK_API_URL="http://127.0.0.1:$SLACK_PORT/api/" SLACK_BOT_TOKEN=xoxb-smoke SLACK_SIGNING_SECRET=smoke-signing-secret PORT="$PORT" \
   WARDEN_DATA_DIR="$DATA_DIR" LOG_FORMAT=json NODE_ENV=production \
-  node dist/src/main.js >"$LOG" 2>&1 &
+  node "$APP/dist/src/main.js" >"$LOG" 2>&1 &
 PID=$!
-cleanup() { kill "$PID" "$SLACK_PID" 2>/dev/null || true; rm -rf "$DATA_DIR"; }
+cleanup() { kill "$PID" "$SLACK_PID" 2>/dev/null || true; rm -rf "$DATA_DIR" "$APP"; }
 trap cleanup EXIT
 ok=""
 for _ in $(seq 1 150); do
