@@ -168,6 +168,16 @@ describe(`search plans on ${ROWS.toLocaleString('en-US')} audit rows`, () => {
     expectPages(plans, 1500);
   });
 
+  it('failed-logins min:1 (every group, 7 d) takes single attempts and the group count from idx_failed_login_pair_last, never audit_log', async () => {
+    const plans = await plansOf((s) => s.failedLogins(7 * 24 * 3600, 1));
+    for (const p of plans) expect(p.nodes.filter((n) => n['Relation Name'] === 'audit_log'), p.text).toEqual([]);
+    expectIndexed(plans, ['idx_failed_login_pair_repeat', 'idx_failed_login_pair_ts', 'idx_failed_login_pair_last']);
+    for (const p of plans) {
+      for (const n of p.nodes.filter((x) => x['Relation Name'] === 'warden_failed_login')) expect(n['Node Type'], p.text).toBe('Index Only Scan');
+    }
+    expectPages(plans, 1500);
+  });
+
   it('the distinct-action skip scan uses idx_audit_action_timestamp', async () => {
     const plans = await plansOf((s) => s.distinctActions());
     expectIndexed(plans, ['idx_audit_action_timestamp']);
