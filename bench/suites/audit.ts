@@ -171,7 +171,7 @@ async function exportBench(db: Db, ctx: SuiteContext, size: number): Promise<Ben
     user: { id: 100, username: 'user100', email: 'x', role: 'admin', dispatch_area: null, two_fa_enabled: true, failed_login_attempts: 0, locked_until: null, last_failed_login: null, created_at: null, last_login: null },
     slack: { userId: 'U_BENCH', teamId: 'T_BENCH', channelId: 'C_BENCH' },
   };
-  /** Physical bytes of V8's young generation (the two semi-spaces of the new space). */
+  /** Physical bytes V8 reports for its new space (the young generation). */
   const youngGeneration = () => v8.getHeapSpaceStatistics().find((sp) => sp.space_name === 'new_space')?.physical_space_size ?? 0;
   /** One export; its time, how far RSS rose above where it started (sampled every 20 ms) and the RSS peak. */
   const exportOnce = async () => {
@@ -197,7 +197,7 @@ async function exportBench(db: Db, ctx: SuiteContext, size: number): Promise<Ben
   ctx.log(`audit: export of ${result.rows} rows (${(fileBytes / 1e6).toFixed(1)} MB) in ${round(ms)} ms`);
   // What the export itself holds is measured on a second export of the same rows. The first
   // one in a process also pays V8 growing its young generation from the size an idle process
-  // keeps to its maximum (2 × 16 MB semi-spaces by default): V8 grows it once the bytes that
+  // keeps to its maximum (16 MB semi-spaces by default on 64-bit): V8 grows it once the bytes that
   // survived scavenges add up to its size, which any sustained work does — the Slack suite's
   // loaded Warden carries it in its RSS too. It is the same at 100 k and at 1 M rows, so it
   // is not the export's; it is reported beside (with the young generation's growth measured
