@@ -479,14 +479,17 @@ export class Outbox {
     const ref = row.target_id ? await this.refOf(row.target_id) : { channel: row.target_channel!, ts: row.target_ts! };
     if (!ref) throw new Error('target not delivered');
     await this.chat.update(ref, row.message);
-    const settled = await this.db.query(
-      `UPDATE warden_outbox SET status = 'sent', sent_at = now(), posted_channel = $3, posted_ts = $4,
-                                claimed_until = NULL, last_error = NULL, parked = false, rate_limited = false
-        WHERE id = $1 AND claim_token = $2 RETURNING id`,
-      [row.id, row.claim_token, ref.channel, ref.ts],
-    );
-    await this.touchPace(`update:${row.target_id ?? `${ref.channel}:${ref.ts}`}`);
-    if (!settled.rowCount) {
+    const settled = await this.db.tx(async (q) => {
+      const { rowCount } = await q.query(
+        `UPDATE warden_outbox SET status = 'sent', sent_at = now(), posted_channel = $3, posted_ts = $4,
+                                  claimed_until = NULL, last_error = NULL, parked = false, rate_limited = false
+          WHERE id = $1 AND claim_token = $2 RETURNING id`,
+        [row.id, row.claim_token, ref.channel, ref.ts],
+      );
+      await this.touchPace(q, `update:${row.target_id ?? `${ref.channel}:${ref.ts}`}`);
+      return rowCount > 0;
+    });
+    if (!settled) {
       // Our lease ran out while the update was in flight and a later update may already have
       // been applied: put the newest delivered content back so the message does not go stale.
       const newest = await this.db.query<{ id: number; message: Message }>(
@@ -557,18 +560,21 @@ export class Outbox {
    * had passed to it), a different message of ours is a duplicate and is withdrawn.
    */
   private async settlePost(row: OutboxRow, ref: PostedRef): Promise<boolean> {
-    const { rows } = await this.db.query<{ id: number }>(
-      `UPDATE warden_outbox SET status = 'sent', sent_at = now(), posted_channel = $2, posted_ts = $3,
-                                claimed_until = NULL, claim_token = NULL, last_error = NULL, parked = false, rate_limited = false
-        WHERE id = $1 AND status = 'pending' RETURNING id`,
-      [row.id, ref.channel, ref.ts],
-    );
-    if (!rows.length) {
+    const settled = await this.db.tx(async (q) => {
+      const { rows } = await q.query<{ id: number }>(
+        `UPDATE warden_outbox SET status = 'sent', sent_at = now(), posted_channel = $2, posted_ts = $3,
+                                  claimed_until = NULL, claim_token = NULL, last_error = NULL, parked = false, rate_limited = false
+          WHERE id = $1 AND status = 'pending' RETURNING id`,
+        [row.id, ref.channel, ref.ts],
+      );
+      if (rows.length) await this.touchPace(q, row.lane);
+      return rows.length > 0;
+    });
+    if (!settled) {
       const now = await this.refOf(row.id);
       if (now && now.ts !== ref.ts) await this.withdraw(row, ref);
       return false;
     }
-    await this.touchPace(row.lane);
     // Its updates and replies may go now even if it had been parked.
     await this.db.query(
       `UPDATE warden_outbox SET parked = false WHERE (target_id = $1 OR thread_of_id = $1) AND status = 'pending' AND parked`,
@@ -596,9 +602,15 @@ export class Outbox {
     if (found && found.ts !== settled.ts) await this.withdraw(row, found);
   }
 
-  private async touchPace(key: string): Promise<void> {
+  /**
+   * Records that `key` (a lane, or an updated message) was just served. Always in the same
+   * transaction that marks the row sent: committed apart, another replica claiming in between
+   * sees the lane's next row as its head with the old pace and posts it at once — two messages
+   * milliseconds apart in one channel.
+   */
+  private async touchPace(q: Queryable, key: string): Promise<void> {
     if (this.paceMs <= 0) return;
-    await this.db.query(
+    await q.query(
       `INSERT INTO warden_outbox_lane (lane, last_post_at) VALUES ($1, now())
        ON CONFLICT (lane) DO UPDATE SET last_post_at = GREATEST(warden_outbox_lane.last_post_at, EXCLUDED.last_post_at)`,
       [key],

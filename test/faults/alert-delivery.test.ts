@@ -1,6 +1,6 @@
 import { webApi } from '@slack/bolt';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Db } from '../../src/db/index.js';
+import type { Db, Queryable } from '../../src/db/index.js';
 import { silentLogger } from '../../src/logger.js';
 import { Outbox, type OutboxOptions } from '../../src/services/outbox.js';
 import { SlackChat } from '../../src/slack/chat-port.js';
@@ -34,10 +34,25 @@ function chat(timeoutMs: number): SlackChat {
   );
 }
 
-function replica(opts: OutboxOptions & { timeoutMs?: number } = {}): Outbox {
-  const ob = new Outbox(db, chat(opts.timeoutMs ?? 300), silentLogger(), { baseBackoffMs: 20, maxBackoffMs: 200, ...opts });
+function replica(opts: OutboxOptions & { timeoutMs?: number; db?: Db } = {}): Outbox {
+  const ob = new Outbox(opts.db ?? db, chat(opts.timeoutMs ?? 300), silentLogger(), { baseBackoffMs: 20, maxBackoffMs: 200, ...opts });
   made.push(ob);
   return ob;
+}
+
+/** The database, except that each write of a lane's pace record waits `ms` before it is sent. */
+function slowPaceWrites(ms: number): Db {
+  const slowed = (q: Queryable): Queryable => ({
+    query: async (sql, params) => {
+      if (sql.trimStart().startsWith('INSERT INTO warden_outbox_lane')) await sleep(ms);
+      return q.query(sql, params);
+    },
+    exec: (sql) => q.exec(sql),
+  });
+  return Object.create(db, {
+    query: { value: slowed(db).query },
+    tx: { value: <T>(fn: (q: Queryable) => Promise<T>) => db.tx((q) => fn(slowed(q))) },
+  }) as Db;
 }
 
 const texts = (channel: string) => fake.channelMessages(channel).map((m) => m.text);
@@ -172,5 +187,21 @@ describe.skipIf(!real)('alert delivery under Slack faults (real PostgreSQL)', ()
     const other = fake.callsTo('chat.postMessage').find((c) => c.args.channel === 'C_FAST')!;
     expect(other.at - at[0]).toBeLessThan(1000);
     expect(texts('C_PACE')).toEqual(['p0', 'p1', 'p2']);
+  });
+
+  it('a replica claiming between another one\'s post and its pace record still waits the pace (one commit)', async () => {
+    // The pace record of each post takes 400 ms to reach the database, and both replicas look
+    // for due rows every 25 ms: had "sent" and "paced" been two commits, the other replica would
+    // take the lane's next row in between and post it at once.
+    const slow = slowPaceWrites(400);
+    const a = replica({ paceMs: 1000, pollMs: 25, db: slow });
+    const b = replica({ paceMs: 1000, pollMs: 25, db: slow });
+    stops.push(await a.start(), await b.start());
+    for (let i = 0; i < 2; i++) await a.post(db, 'C_RACE', { text: md.text(`r${i}`) });
+    await until(() => texts('C_RACE').length === 2, 8000, 'two posts');
+    const at = fake.callsTo('chat.postMessage').filter((c) => c.args.channel === 'C_RACE').map((c) => c.at);
+    expect(at).toHaveLength(2);
+    expect(at[1] - at[0]).toBeGreaterThanOrEqual(990);
+    expect(texts('C_RACE')).toEqual(['r0', 'r1']);
   });
 });
