@@ -11,6 +11,15 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
 fs.rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+// dist/src/main.js becomes one file with the packages it uses (scripts/bundle-options.mjs says
+// which stay in node_modules and why). The other compiled files stay for the other entry point
+// (dist/src/db/migrate-cli.js, `npm run migrate`).
+const main = path.join(dist, 'src', 'main.js');
+const bundled = path.join(dist, 'src', 'main.bundle.js');
+const { build } = await import('esbuild');
+const { bundleOptions } = await import('./bundle-options.mjs');
+await build({ ...bundleOptions, entryPoints: [main], outfile: bundled });
+fs.renameSync(bundled, main);
 fs.cpSync(path.join(root, 'sql'), path.join(dist, 'sql'), { recursive: true });
 // The version too: warden_build_info reads it from here (src/metrics.ts).
 const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));

@@ -28,7 +28,7 @@ node -e '
 ' "$SLACK_PORT" &
 SLACK_PID=$!
 env -u DATABASE_URL SLACK_API_URL="http://127.0.0.1:$SLACK_PORT/api/" SLACK_BOT_TOKEN=xoxb-smoke SLACK_SIGNING_SECRET=smoke-signing-secret PORT="$PORT" \
-  WARDEN_DATA_DIR="$DATA_DIR" LOG_FORMAT=json NODE_ENV=production \
+  WARDEN_DATA_DIR="$DATA_DIR" LOG_FORMAT=json NODE_ENV=production METRICS_TOKEN=smoke-metrics-token-0123 \
   node "$APP/dist/src/main.js" >"$LOG" 2>&1 &
 PID=$!
 cleanup() { kill "$PID" "$SLACK_PID" 2>/dev/null || true; rm -rf "$DATA_DIR" "$APP"; }
@@ -43,7 +43,11 @@ if [ -z "$ok" ]; then echo "compiled build did not become ready:"; cat "$LOG"; e
 curl -fsS "http://127.0.0.1:$PORT/healthz"; echo
 curl -fsS "http://127.0.0.1:$PORT/readyz"; echo
 grep -q '"msg":"settings"' "$LOG" || { echo "no settings line at start"; cat "$LOG"; exit 1; }
+# The bundle's packages at work: prom-client's registry, and the version read from dist/package.json.
+VERSION="$(node -p 'require("./package.json").version')"
+curl -fsS -H "Authorization: Bearer smoke-metrics-token-0123" "http://127.0.0.1:$PORT/metrics" | grep -q "^warden_build_info{version=\"$VERSION\"" \
+  || { echo "/metrics has no warden_build_info for $VERSION"; cat "$LOG"; exit 1; }
 if grep -q 'tsx' /proc/"$PID"/cmdline 2>/dev/null; then echo "the build ran through tsx"; exit 1; fi
 kill -TERM "$PID"
 wait "$PID" || { echo "compiled build did not exit cleanly on SIGTERM"; cat "$LOG"; exit 1; }
-echo "compiled build: started, /healthz and /readyz 200, stopped on SIGTERM"
+echo "compiled build: started, /healthz, /readyz and /metrics 200, stopped on SIGTERM"

@@ -271,9 +271,10 @@ interface ChildEntry {
 }
 
 /**
- * How to start the child: bench/slack-target.ts bundled by esbuild (our code in one ESM file,
- * node_modules external; it sits under node_modules/.cache so packages resolve) and run by
- * plain `node`, like the production image runs tsc output. BENCH_SLACK_LOADER=tsx, or a
+ * How to start the child: bench/slack-target.ts bundled by esbuild with the options of
+ * `npm run build` (scripts/bundle-options.mjs: Warden and its packages in one ESM file, a few
+ * packages left in node_modules; it sits under node_modules/.cache so those resolve) and run
+ * by plain `node`, as the production image runs dist/src/main.js. BENCH_SLACK_LOADER=tsx, or a
  * missing esbuild, runs the TypeScript through tsx instead (its loader thread adds RSS).
  */
 async function childEntry(ctx: SuiteContext): Promise<ChildEntry> {
@@ -284,17 +285,10 @@ async function childEntry(ctx: SuiteContext): Promise<ChildEntry> {
     const esbuild = await import('esbuild');
     // One file per run: two bench runs at once must not overwrite each other's bundle.
     const outfile = path.join(here, '..', '..', 'node_modules', '.cache', 'warden-bench', `slack-target-${process.pid}.mjs`);
-    await esbuild.build({
-      entryPoints: [source],
-      outfile,
-      bundle: true,
-      packages: 'external',
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      logLevel: 'silent',
-    });
-    return { file: outfile, execArgv: [], migrate: false, how: 'node, esbuild bundle', cleanup: () => fs.rmSync(outfile, { force: true }) };
+    // Bundled as `npm run build` bundles the image's entry point: the packages go in too.
+    const { bundleOptions } = await import(path.join(here, '..', '..', 'scripts', 'bundle-options.mjs'));
+    await esbuild.build({ ...bundleOptions, entryPoints: [source], outfile, logLevel: 'silent' });
+    return { file: outfile, execArgv: [], migrate: false, how: 'node, esbuild bundle as npm run build makes', cleanup: () => fs.rmSync(outfile, { force: true }) };
   } catch (e) {
     ctx.log(`slack: could not bundle the app with esbuild (${(e as Error).message}); running it through tsx`);
     return viaTsx;

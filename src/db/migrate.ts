@@ -4,7 +4,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Db } from './index.js';
 
-export const SQL_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sql');
+/**
+ * The migrations: the nearest `sql/` folder above this module — `sql/` from the sources
+ * (src/db/migrate.ts), `dist/sql` from the build, whether this code is dist/src/db/migrate.js
+ * or part of the bundled dist/src/main.js (scripts/build.mjs).
+ */
+export const SQL_DIR = nearestSqlDir(path.dirname(fileURLToPath(import.meta.url)));
+
+function nearestSqlDir(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'sql');
+    if (fs.existsSync(candidate)) return candidate;
+    // None: the old fixed place, so that reading the migrations fails naming it.
+    if (path.dirname(dir) === dir) return path.resolve(from, '../../sql');
+  }
+}
 
 export interface Migration {
   name: string;
