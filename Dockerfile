@@ -14,11 +14,11 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
-COPY scripts/build.mjs ./scripts/build.mjs
+COPY scripts/build.mjs scripts/bundle-options.mjs ./scripts/
 COPY src ./src
 COPY commands ./commands
 COPY sql ./sql
-# dist/: compiled JavaScript, dist/sql, dist/package.json ("type": "module").
+# dist/: compiled JavaScript (dist/src/main.js bundled by esbuild), dist/sql, dist/package.json ("type": "module").
 RUN npm run build
 
 FROM ${NODE_IMAGE} AS runtime
