@@ -191,10 +191,9 @@ async function exportBench(db: Db, ctx: SuiteContext, size: number): Promise<Ben
     return { rows, ms, growth: rssMax - rssBefore, peak: rssMax, youngGrowth: youngGeneration() - youngBefore };
   };
   const first = await exportOnce();
-  const result = { rows: first.rows };
-  const ms = first.ms;
+  // Taken now: the second export below uploads the file again.
   const fileBytes = uploadedBytes;
-  ctx.log(`audit: export of ${result.rows} rows (${(fileBytes / 1e6).toFixed(1)} MB) in ${round(ms)} ms`);
+  ctx.log(`audit: export of ${first.rows} rows (${(fileBytes / 1e6).toFixed(1)} MB) in ${round(first.ms)} ms`);
   // What the export itself holds is measured on a second export of the same rows. The first
   // one in a process also pays V8 growing its young generation from the size an idle process
   // keeps to its maximum (16 MB semi-spaces by default on 64-bit): V8 grows it once the bytes that
@@ -212,11 +211,11 @@ async function exportBench(db: Db, ctx: SuiteContext, size: number): Promise<Ben
   const copyMs = await timed(async () => {
     for await (const chunk of db.copyOut!(statement.select, statement.settings)) copyBytes += chunk.length;
   });
-  const rate = result.rows / (ms / 1000);
+  const rate = first.rows / (first.ms / 1000);
   const copyRate = expected / (copyMs / 1000);
   const label = sizeLabel(size).toUpperCase();
   return [
-    { suite: SUITE, name: `${label} export CSV ${result.rows.toLocaleString('en-US')} rows (expected ${expected.toLocaleString('en-US')}) — time`, n: 1, value: round(ms / 1000), unit: 's' },
+    { suite: SUITE, name: `${label} export CSV ${first.rows.toLocaleString('en-US')} rows (expected ${expected.toLocaleString('en-US')}) — time`, n: 1, value: round(first.ms / 1000), unit: 's' },
     { suite: SUITE, name: `${label} export CSV — throughput`, n: 1, value: round(rate), unit: 'rows/s', target: '≥ 100000 rows/s', pass: rate >= 100_000 },
     { suite: SUITE, name: `${label} same rows by COPY … TO STDOUT alone (${(copyBytes / 1e6).toFixed(0)} MB)`, n: 1, value: round(copyRate), unit: 'rows/s' },
     { suite: SUITE, name: `${label} export / COPY throughput`, n: 1, value: round(rate / copyRate), unit: '×' },
