@@ -109,6 +109,15 @@ async function forgetUsedCodes(u: TestUser): Promise<void> {
   for (const st of [step - 1, step, step + 1]) await store.del(`stepup:used:${u.id}:${st}`);
 }
 
+/**
+ * Delivers what is queued, by both Services' outboxes. They share the database like two
+ * replicas, and one's kick (0 and 150 ms after it queued something) may claim a row queued by
+ * the other: waiting on one outbox alone then returned before the other had posted it.
+ */
+async function deliverQueued(): Promise<void> {
+  await Promise.all([services.outbox.deliverDue(), services2.outbox.deliverDue()]);
+}
+
 /** Opens a recovery and sends its codes (after its transaction, as the form does after its ack). */
 async function openSent(svc: Services, a: Actor, i: Parameters<Services['twofaRecovery']['open']>[1]) {
   return (await (await svc.twofaRecovery.open(a, i)).send()).recovery;
@@ -359,8 +368,10 @@ describe('verifying codes', () => {
     const { r, code } = await openWithEmail(services, bob);
     const out = await services.twofaRecovery.verifyCodes(await actor(alice), r.id, { email: code });
     expect(out.submitted).toBe(true);
-    // Queued with the submission, posted by the outbox after the commit.
-    await services.outbox.deliverDue();
+    // Queued with the submission, posted by the outbox after the commit — here by the other
+    // instance, whose delivery pass starts first and claims the card (as a late kick did in CI).
+    void services2.outbox.deliverDue();
+    await deliverQueued();
     const card = chat.posts.slice(postsBefore).find((p) => allText(p.message).includes(`2FA recovery #${r.id}:`))!;
     expect(card.channel).toBe('C_APPROVALS');
     const text = allText(card.message);
@@ -386,15 +397,15 @@ describe('verifying codes', () => {
       const out = await services.twofaRecovery.verifyCodes(await actor(alice), r.id, { email: code });
       expect(out.submitted).toBe(true);
       expect((await services.twofaRecovery.get(r.id)).status).toBe('pending');
-      await services.outbox.deliverDue();
+      await deliverQueued();
       expect(chat.posts.length).toBe(postsBefore);
     } finally {
       chat.failPost = false;
     }
     // Slack takes posts again; the retry (due now instead of after its backoff) posts it once.
     await db.query(`UPDATE warden_outbox SET next_attempt_at = now() WHERE dedupe_key = $1`, [`2fa-recovery:${r.id}:card`]);
-    await services.outbox.deliverDue();
-    await services.outbox.deliverDue();
+    await deliverQueued();
+    await deliverQueued();
     const cards = chat.posts.slice(postsBefore).filter((p) => allText(p.message).includes(`2FA recovery #${r.id}`));
     expect(cards).toHaveLength(1);
     expect(await services.twofaRecovery.cardRef(await services.twofaRecovery.get(r.id))).toEqual({ channel: 'C_APPROVALS', ts: cards[0].ts });
@@ -429,7 +440,7 @@ describe('deciding', () => {
     const dmsBefore = chat.dms.length;
     const rec = await services.twofaRecovery.approve(await actor(carol), r.id, await totpOf(carol));
     // The DM and the card update were queued in the deciding transaction; the outbox delivers them.
-    await services.outbox.deliverDue();
+    await deliverQueued();
     expect(rec).toMatchObject({ status: 'approved', decided_by: carol.id, decided_by_username: 'carol' });
     expect(await userRow(bob)).toEqual({ two_fa_enabled: false, totp_secret: null });
     const [audit] = (await auditRows(db, '2fa_disabled')).slice(-1);
@@ -476,7 +487,7 @@ describe('deciding', () => {
     await expect(services.twofaRecovery.reject(await actor(carol), r.id, '  ')).rejects.toBeInstanceOf(ValidationErrors);
     expect(await recoveryTables()).toEqual(before);
     const rec = await services.twofaRecovery.reject(await actor(carol), r.id, 'Caller could not confirm the employee ID');
-    await services.outbox.deliverDue();
+    await deliverQueued();
     expect(rec).toMatchObject({ status: 'rejected', rejection_reason: 'Caller could not confirm the employee ID' });
     expect(allText(chat.updates.at(-1)!.message)).toContain('Rejected by carol');
     await expect(services.twofaRecovery.approve(await actor(dan), r.id, await totpOf(dan, 30))).rejects.toThrow(/already rejected by carol/);
@@ -493,7 +504,7 @@ describe('deciding', () => {
     const [audit] = (await auditRows(db, '2fa_recovery_expired')).slice(-1);
     expect(audit).toMatchObject({ user_id: null, entity_id: r.id });
     expect(audit.details.was).toBe('pending');
-    await services.outbox.deliverDue();
+    await deliverQueued();
     expect(allText(chat.updates.at(-1)!.message)).toContain('Expired');
     expect(await services.twofaRecovery.expireDue()).toEqual([]);
     const { rows } = await db.query<any>('SELECT revoked_at FROM warden_2fa_code WHERE recovery_id = $1 AND used_at IS NULL', [r.id]);
