@@ -28,7 +28,7 @@ let cleanup: () => Promise<void>;
 let mail: MailServer;
 const admins: Record<string, TestUser> = {};
 let bob: TestUser;
-const stepUp = new StepUpCodes();
+const stepUp = new StepUpCodes(() => store);
 
 beforeAll(async () => {
   ({ db, cleanup } = await createTestDb());

@@ -25,7 +25,7 @@ const HOSTILE = Object.fromEntries(Object.entries(ALL_HOSTILE).filter(([k]) => k
 // Admins who unlock (two step-up codes per admin per 30 s, so one admin per two unlocks).
 const UNLOCKERS = ['U_UNA', 'U_UMA', 'U_UDO', 'U_UTE'];
 const KNOWN = new Set(['U_ALICE', ...UNLOCKERS]);
-const codes = new StepUpCodes();
+const codes = new StepUpCodes(() => store);
 const unlockers: TestUser[] = [];
 const SECURITY = 'C_SECURITY';
 // Admins whose usernames (as the application stored them) are hostile: the step-up alert names them.

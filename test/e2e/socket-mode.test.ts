@@ -38,7 +38,7 @@ describe.each<Transport>(['http', 'socket'])('over %s', (transport) => {
   let db: Db;
   let store: Store;
   let cleanup: () => Promise<void>;
-  const codes = new StepUpCodes();
+  const codes = new StepUpCodes(() => store);
   let alice: TestUser;
 
   beforeAll(async () => {

@@ -50,7 +50,7 @@ afterAll(async () => {
   await cleanup?.();
 });
 
-const stepUp = new StepUpCodes();
+const stepUp = new StepUpCodes(() => store);
 
 const FORM = {
   manual_checks: ['phone_callback', 'in_person_id'],

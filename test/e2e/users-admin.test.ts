@@ -19,7 +19,7 @@ let db: Db;
 let store: Store;
 let cleanup: () => Promise<void>;
 const mail = new MailApi();
-const codes = new StepUpCodes();
+const codes = new StepUpCodes(() => store);
 let alice: TestUser; // admin with 2FA
 let amir: TestUser; // admin with 2FA
 let ada: TestUser; // admin with 2FA, used for wrong codes

@@ -19,7 +19,7 @@ let db: Db;
 let store: Store;
 let cleanup: () => Promise<void>;
 const mail = new MailApi();
-const codes = new StepUpCodes();
+const codes = new StepUpCodes(() => store);
 let alice: TestUser;
 let amir: TestUser;
 let ada: TestUser;

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { generate } from 'otplib';
+import type { Store } from '../../src/store/index.js';
 import type { TestUser } from '../helpers/fixtures.js';
 
 /**
@@ -66,26 +67,42 @@ export class MailApi {
 /**
  * Fresh TOTP codes: each time step is accepted once per account, so every step-up of a test
  * gets a step that account has not used yet (the current one or the next, both within the
- * ±1 tolerance); when both are used, it waits for the next step.
+ * ±1 tolerance). When both are used, a real admin would wait for the next step; with the
+ * app's store at hand this helper instead forgets the current step's "used" mark, as if that
+ * wait had passed — otherwise one admin's third step-up within a minute waited up to 30 s,
+ * the whole test timeout. A code already handed out is never forgotten before `of` is called
+ * again, so a test that replays it is still refused (replay has its own tests, which rely on it).
  */
 export class StepUpCodes {
   private used = new Map<number, Set<number>>();
+
+  /** `store`: the running app's store (read when a code is needed; it may be created later). */
+  constructor(private readonly store?: () => Store) {}
 
   async of(user: TestUser): Promise<string> {
     if (!user.totpSecret) throw new Error(`${user.username} has no 2FA`);
     for (;;) {
       const now = Math.floor(Date.now() / 1000);
+      const seen = this.used.get(user.id) ?? new Set<number>();
+      this.used.set(user.id, seen);
       for (const offset of [0, 30]) {
         const step = Math.floor((now + offset) / 30);
-        const seen = this.used.get(user.id) ?? new Set<number>();
         if (!seen.has(step)) {
           seen.add(step);
-          this.used.set(user.id, seen);
-          return generate({ secret: user.totpSecret, epoch: step * 30 + 15 });
+          return this.code(user, step);
         }
+      }
+      if (this.store) {
+        const step = Math.floor(now / 30);
+        await this.store().del(`stepup:used:${user.id}:${step}`);
+        return this.code(user, step);
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
+  }
+
+  private code(user: TestUser, step: number): Promise<string> {
+    return generate({ secret: user.totpSecret!, epoch: step * 30 + 15 });
   }
 
   /** A code of a step that is no longer accepted (two minutes ago). */

@@ -33,7 +33,7 @@ const mailer: Mailer = {
     sent.push(m);
   },
 };
-const codes = new StepUpCodes();
+const codes = new StepUpCodes(() => store);
 
 beforeAll(async () => {
   ({ db, cleanup } = await createTestDb());

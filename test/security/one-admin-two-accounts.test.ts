@@ -24,7 +24,7 @@ let store: Store;
 let t: TestApp;
 let cleanup: () => Promise<void>;
 const mail = new MailServer();
-const codes = new StepUpCodes();
+const codes = new StepUpCodes(() => store);
 let alice: TestUser, bob: TestUser, carol: TestUser, erin: TestUser, victim: TestUser, dana: TestUser, frank: TestUser;
 
 const CHANNEL = 'C_APPROVALS';

@@ -22,7 +22,7 @@ let fake: FakeSlack;
 let a: TestApp;
 let b: TestApp;
 let cleanup: () => Promise<void>;
-const codes = new StepUpCodes();
+const codes = new StepUpCodes(() => store);
 let alice: TestUser, carol: TestUser, dana: TestUser, erin: TestUser, fay: TestUser;
 
 beforeAll(async () => {
