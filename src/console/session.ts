@@ -1,6 +1,7 @@
 import { generate } from 'otplib';
 import type { Db } from '../db/index.js';
 import type { Services } from '../services/index.js';
+import { usedStepKey } from '../services/step-up.js';
 import type { SlackDriver, Interaction } from '../slack/sim/driver.js';
 import type { CapturedCall, FakeSlack } from '../slack/sim/fake-slack.js';
 import type { ConsolePerson } from './demo-data.js';
@@ -274,7 +275,7 @@ export class Session {
     if (!acct.totp_secret) return `${acct.username} has no 2FA enrolled: Warden refuses step-up actions for them (try \`as alice\`).`;
     const step = Math.floor(Date.now() / 30_000);
     for (const s of [step, step + 1]) {
-      const used = await this.hub.services.store.get(`stepup:used:${acct.id}:${s}`).catch(() => null);
+      const used = await this.hub.services.store.get(usedStepKey(acct.id, s)).catch(() => null);
       if (used) continue;
       const code = await generate({ secret: acct.totp_secret, epoch: s * 30 });
       return s === step

@@ -36,6 +36,11 @@ export interface StepUpDeps {
   maxFailures?: number;
 }
 
+/** The store key that marks one account's TOTP time step as used (a code is accepted once). */
+export function usedStepKey(userId: number, step: number | string): string {
+  return `stepup:used:${userId}:${step}`;
+}
+
 /**
  * Step-up verification (DESIGN §3): destructive or privilege-granting actions ask the
  * acting admin for the current TOTP code of their own application account.
@@ -90,7 +95,7 @@ export class StepUpService {
     if (result.valid) {
       // A code is accepted once: remember the time step it belongs to for longer than it can be valid.
       const step = (result as { timeStep?: number }).timeStep ?? token;
-      const fresh = await store.setIfAbsent(`stepup:used:${userId}:${step}`, '1', 120);
+      const fresh = await store.setIfAbsent(usedStepKey(userId, step), '1', 120);
       if (!fresh) reason = 'reused';
     }
     if (!reason) {

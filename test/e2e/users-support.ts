@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { generate } from 'otplib';
+import { usedStepKey } from '../../src/services/step-up.js';
 import type { Store } from '../../src/store/index.js';
 import type { TestUser } from '../helpers/fixtures.js';
 
@@ -94,7 +95,7 @@ export class StepUpCodes {
       }
       if (this.store) {
         const step = Math.floor(now / 30);
-        await this.store().del(`stepup:used:${user.id}:${step}`);
+        await this.store().del(usedStepKey(user.id, step));
         return this.code(user, step);
       }
       await new Promise((r) => setTimeout(r, 1000));

@@ -12,6 +12,7 @@ import type { Actor } from '../../src/services/identity.js';
 import { runJobOnce } from '../../src/jobs/runner.js';
 import { twofaExpiryJob } from '../../src/jobs/twofa.js';
 import { createServices, type Services } from '../../src/services/index.js';
+import { usedStepKey } from '../../src/services/step-up.js';
 import type { Store } from '../../src/store/index.js';
 import type { Message } from '../../src/ui.js';
 import { createTestDb } from '../helpers/db.js';
@@ -106,7 +107,7 @@ async function freshCode(u: TestUser): Promise<string> {
 
 async function forgetUsedCodes(u: TestUser): Promise<void> {
   const step = Math.floor(Date.now() / 30_000);
-  for (const st of [step - 1, step, step + 1]) await store.del(`stepup:used:${u.id}:${st}`);
+  for (const st of [step - 1, step, step + 1]) await store.del(usedStepKey(u.id, st));
 }
 
 /**
